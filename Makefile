@@ -1,0 +1,28 @@
+# The README's quick start: `make run` (set up + default experiment), `make test` (the test suite).
+VENV ?= .venv
+PYTHON ?= python3
+CORES ?= all
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: setup run test bench lint clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements.txt
+	$(VENV)/bin/pip install -q --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	snakemake --cores $(CORES)
+	@echo "Report: $(abspath results/report.html)"
+
+test: setup
+	python -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	snakemake --lint
+
+clean:
+	rm -rf results logs benchmarks .snakemake

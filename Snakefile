@@ -1,0 +1,27 @@
+# optbench: SGD vs Adam, batch size and learning rate — from a grid of runs to one HTML report.
+#   snakemake --cores all                      (laptop; config.yaml)
+#   snakemake --profile profiles/slurm         (cluster)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+# ---- config validation (schema, then cross-key checks), before any job runs ----
+include: "workflow/rules/common.smk"
+
+
+# ---- stages ----
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        REPORT,
+    default_target: True

@@ -1,0 +1,52 @@
+"""Per-run files → tidy tables: runs.csv (checkpoint × split), run_status.csv, minibatch.csv."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+RUN_KEYS = ["optimizer", "batch_size", "lr", "seed"]
+MINIBATCH_POINTS = 200
+
+
+def final_status(meta: dict, evals: pd.DataFrame) -> tuple[str, str]:
+    """(status, reason): diverged when training hit a non-finite loss, or when the full training loss
+    never went below its value at initialisation (judged on the evaluated checkpoints, at the end)."""
+    if meta["status"] == "diverged":
+        return "diverged", "nonfinite"
+    train = evals[evals["split"] == "train"].sort_values("step")
+    initial = train["loss"].iloc[0]
+    if not (train["loss"].iloc[1:] < initial).any():
+        return "diverged", "no_progress"
+    return "ok", ""
+
+
+def downsample_log(log: pd.DataFrame, points: int = MINIBATCH_POINTS) -> pd.DataFrame:
+    """Mean mini-batch loss over at most `points` equal windows of steps (keeps spikes in loss_max)."""
+    if len(log) <= points:
+        return log.assign(loss_max=log["loss"])
+    window = np.arange(len(log)) * points // len(log)
+    grouped = log.groupby(window)
+    return pd.DataFrame({"step": grouped["step"].last(), "epoch": grouped["epoch"].last(),
+                         "loss": grouped["loss"].mean(), "loss_max": grouped["loss"].max()})
+
+
+def build_tables(metas: list[dict], evals: list[pd.DataFrame], logs: list[pd.DataFrame],
+                 dataset: str, model: str) -> dict[str, pd.DataFrame]:
+    runs, statuses, minibatch = [], [], []
+    for meta, evaluation, log in zip(metas, evals, logs, strict=True):
+        status, reason = final_status(meta, evaluation)
+        identity = {"dataset": dataset, "model": model, **{k: meta[k] for k in RUN_KEYS}}
+        runs.append(evaluation.assign(**identity, status=status))
+        statuses.append({**identity, "status": status, "reason": reason,
+                         **{k: meta[k] for k in ("diverged_step", "steps_per_epoch", "total_steps", "steps_done",
+                                                 "train_seconds", "device", "threads", "n_train")}})
+        minibatch.append(downsample_log(log).assign(**identity))
+    columns = ["dataset", "model", *RUN_KEYS, "step", "epoch", "split", "loss", "accuracy", "status", "has_weights"]
+    order = [*RUN_KEYS]
+    return {
+        "runs": pd.concat(runs, ignore_index=True)[columns].sort_values([*order, "split", "step"], kind="stable"),
+        "status": pd.DataFrame(statuses).sort_values(order, kind="stable"),
+        "minibatch": pd.concat(minibatch, ignore_index=True)[
+            ["dataset", "model", *RUN_KEYS, "step", "epoch", "loss", "loss_max"]].sort_values(
+            [*order, "step"], kind="stable"),
+    }

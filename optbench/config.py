@@ -1,0 +1,173 @@
+"""Config loading, the checks a JSON schema cannot express, and the run grid with its paths."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+# Training-set sizes before the validation split, known without loading anything, so that a batch
+# size larger than the training set is rejected before any job runs.
+DATASET_TRAIN_SIZES = {"mnist1d": 4000, "fashion_mnist": 60000, "mnist": 60000}
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message names the key and what is expected."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run: everything but these four values is shared across the grid."""
+
+    optimizer: str
+    batch_size: int
+    lr: float
+    seed: int
+
+    @property
+    def group(self) -> tuple[str, int, float]:
+        return (self.optimizer, self.batch_size, self.lr)
+
+
+def lr_tag(lr: float) -> str:
+    """Path form of a learning rate: repr round-trips, so float(lr_tag(x)) == x exactly."""
+    return repr(float(lr))
+
+
+def load_config(path: str | Path) -> dict:
+    with open(path) as handle:
+        config = yaml.safe_load(handle)
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a YAML mapping at the top level, got {type(config).__name__}")
+    return config
+
+
+def validate_schema(config: dict) -> None:
+    """JSON-schema validation with defaults filled in; errors name the key path."""
+    import jsonschema
+
+    with open(SCHEMA_PATH) as handle:
+        schema = yaml.safe_load(handle)
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator = _with_defaults(validator_cls)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        error = errors[0]
+        key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+        raise ConfigError(f"config key '{key}': {error.message}")
+
+
+def _with_defaults(validator_cls):
+    """Extend a jsonschema validator to fill in `default`s, as Snakemake's validate(set_default=True) does."""
+    import jsonschema
+
+    validate_properties = validator_cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, json.loads(json.dumps(subschema["default"])))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
+
+
+def check_semantics(config: dict) -> None:
+    """The cross-key checks: each failure names the key and says what is expected."""
+    dataset = config["dataset"]
+    n_total = DATASET_TRAIN_SIZES[dataset["name"]]
+    n_train = n_total - int(round(dataset["val_fraction"] * n_total))
+    grid = config["grid"]
+    for key in ("optimizers", "batch_sizes", "seeds"):
+        values = grid[key]
+        if len(set(values)) != len(values):
+            raise ConfigError(f"config key 'grid.{key}': duplicate values {values}; list each value once")
+    for batch_size in grid["batch_sizes"]:
+        if batch_size > n_train:
+            raise ConfigError(
+                f"config key 'grid.batch_sizes': batch size {batch_size} exceeds the {n_train} training samples "
+                f"of {dataset['name']} after the validation split; use at most {n_train}"
+            )
+    for name in grid["optimizers"]:
+        options = config["optimizers"].get(name)
+        if not options or not options.get("lrs"):
+            raise ConfigError(f"config key 'optimizers.{name}.lrs': optimizer '{name}' is in grid.optimizers "
+                              "but has no learning-rate list; give a non-empty list of positive numbers")
+        lrs = options["lrs"]
+        if len(set(lrs)) != len(lrs):
+            raise ConfigError(f"config key 'optimizers.{name}.lrs': duplicate learning rates {lrs}")
+    if config["train"]["checkpoints"] > min(total_steps(config, b) for b in grid["batch_sizes"]) + 1:
+        raise ConfigError(
+            "config key 'train.checkpoints': more checkpoints than training steps at the largest batch size; "
+            f"use at most {min(total_steps(config, b) for b in grid['batch_sizes']) + 1}"
+        )
+
+
+def prepare_config(config: dict) -> dict:
+    """Validate (schema, then semantics) and return the config with defaults filled in."""
+    validate_schema(config)
+    check_semantics(config)
+    return config
+
+
+def n_train_samples(config: dict) -> int:
+    n_total = DATASET_TRAIN_SIZES[config["dataset"]["name"]]
+    return n_total - int(round(config["dataset"]["val_fraction"] * n_total))
+
+
+def steps_per_epoch(n: int, batch_size: int, drop_last: bool) -> int:
+    return n // batch_size if drop_last else -(-n // batch_size)
+
+
+def total_steps(config: dict, batch_size: int) -> int:
+    train = config["train"]
+    return train["epochs"] * steps_per_epoch(n_train_samples(config), batch_size, train["drop_last"])
+
+
+def runs(config: dict) -> list[Run]:
+    grid = config["grid"]
+    return [
+        Run(optimizer, batch_size, float(lr), seed)
+        for optimizer in grid["optimizers"]
+        for batch_size in grid["batch_sizes"]
+        for lr in config["optimizers"][optimizer]["lrs"]
+        for seed in grid["seeds"]
+    ]
+
+
+def groups(config: dict) -> list[tuple[str, int, float]]:
+    """Run groups sharing everything but the seed: one train and one evaluate job each."""
+    seen: dict[tuple, None] = {}
+    for run in runs(config):
+        seen.setdefault(run.group, None)
+    return list(seen)
+
+
+def model_tag(config: dict) -> str:
+    return "mlp" + "x".join(str(w) for w in config["model"]["hidden"])
+
+
+def _digest(payload) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def data_tag(config: dict) -> str:
+    """Readable name plus a digest of every dataset setting, so two data configs never share a file."""
+    return f"{config['dataset']['name']}-{_digest(config['dataset'])}"
+
+
+def experiment_tag(config: dict) -> str:
+    """dataset-model-digest of everything except the grid that changes a run's outputs."""
+    payload = {
+        "dataset": config["dataset"],
+        "model": config["model"],
+        "train": config["train"],
+        "device": config.get("device", "cpu"),
+        "optimizers": {k: {kk: vv for kk, vv in v.items() if kk != "lrs"} for k, v in config["optimizers"].items()},
+    }
+    return f"{config['dataset']['name']}-{model_tag(config)}-{_digest(payload)}"

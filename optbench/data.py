@@ -1,0 +1,98 @@
+"""Datasets materialised once as tensors: MNIST-1D offline, MNIST and Fashion-MNIST via torchvision."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from optbench.io import atomic_torch_save, load_tensors
+
+SPLITS = ("train", "val", "test")
+
+
+class DataError(RuntimeError):
+    """Data cannot be produced or read; the message names the file or key and what to do."""
+
+
+def make_mnist1d() -> dict[str, np.ndarray]:
+    """MNIST-1D with the package's canonical arguments (4000 train / 1000 test, 40 features, seed 42).
+
+    make_dataset reseeds numpy's and `random`'s global generators; their states are restored so
+    that generating data leaves the caller's randomness untouched.
+    """
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    numpy_state, random_state = np.random.get_state(), random.getstate()
+    try:
+        raw = make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(random_state)
+    return {"x": raw["x"], "y": raw["y"], "x_test": raw["x_test"], "y_test": raw["y_test"]}
+
+
+TORCHVISION_CLASSES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
+
+
+def load_torchvision(name: str, root: str | Path, download: bool) -> dict[str, np.ndarray]:
+    """MNIST or Fashion-MNIST through torchvision, scaled to [0, 1] like the tutorial's ToTensor()."""
+    import torchvision
+
+    dataset_cls = getattr(torchvision.datasets, TORCHVISION_CLASSES[name])
+    root = Path(root)
+    try:
+        train = dataset_cls(root=str(root), train=True, download=download)
+        test = dataset_cls(root=str(root), train=False, download=download)
+    except RuntimeError as error:
+        raise DataError(
+            f"{name} files not found under '{root / dataset_cls.__name__ / 'raw'}' ({error}). "
+            "Put the IDX files there, point config key 'dataset.root' at them, "
+            "or set 'dataset.download: true' to let data preparation fetch them."
+        ) from None
+
+    def to_numpy(split):
+        return split.data.numpy().astype(np.float32) / 255.0, split.targets.numpy().astype(np.int64)
+
+    x, y = to_numpy(train)
+    x_test, y_test = to_numpy(test)
+    return {"x": x, "y": y, "x_test": x_test, "y_test": y_test}
+
+
+def build_dataset(dataset_config: dict) -> dict[str, torch.Tensor]:
+    """Raw arrays → train/val/test tensors, with a seeded validation split carved from train."""
+    name = dataset_config["name"]
+    if name == "mnist1d":
+        raw = make_mnist1d()
+    else:
+        raw = load_torchvision(name, dataset_config["root"], dataset_config["download"])
+    x = torch.as_tensor(np.ascontiguousarray(raw["x"]), dtype=torch.float32)
+    y = torch.as_tensor(np.asarray(raw["y"]), dtype=torch.int64)
+    n_val = int(round(dataset_config["val_fraction"] * len(x)))
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(dataset_config["split_seed"]))
+    val_idx, train_idx = order[:n_val].sort().values, order[n_val:].sort().values
+    return {
+        "x_train": x[train_idx], "y_train": y[train_idx],
+        "x_val": x[val_idx], "y_val": y[val_idx],
+        "x_test": torch.as_tensor(np.ascontiguousarray(raw["x_test"]), dtype=torch.float32),
+        "y_test": torch.as_tensor(np.asarray(raw["y_test"]), dtype=torch.int64),
+        "train_index": train_idx, "val_index": val_idx,
+    }
+
+
+def save_dataset(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    atomic_torch_save(tensors, path)
+
+
+def load_dataset(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load the prepared tensors, refusing a file that is truncated or lacks a split."""
+    tensors = load_tensors(path, what="prepared dataset")
+    missing = [f"{k}_{s}" for s in SPLITS for k in ("x", "y") if f"{k}_{s}" not in tensors]
+    if missing:
+        raise DataError(f"{path}: prepared dataset lacks {missing}; delete the file and rerun snakemake")
+    return tensors
+
+
+def split(tensors: dict[str, torch.Tensor], name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return tensors[f"x_{name}"], tensors[f"y_{name}"]
