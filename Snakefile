@@ -21,6 +21,12 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
 
 
+# Cheap steps over the whole grid run on the submitting machine, never as cluster jobs.
+localrules:
+    aggregate,
+    report,
+
+
 rule all:
     input:
         REPORT,

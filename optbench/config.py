@@ -47,13 +47,24 @@ def load_config(path: str | Path) -> dict:
 
 
 def validate_schema(config: dict) -> None:
-    """JSON-schema validation with defaults filled in; errors name the key path."""
+    """JSON-schema validation with defaults filled in; errors name the key path.
+
+    jsonschema directly rather than snakemake.utils.validate: the latter's error dumps the whole
+    schema, where users need the key path and what was expected.
+    """
     import jsonschema
+    from referencing import Registry, Resource
+
+    def retrieve(uri: str) -> Resource:
+        # Sections of the schema live in sibling files, referenced as `$ref: name.schema.yaml`.
+        with open(SCHEMA_PATH.parent / Path(uri).name) as handle:
+            return Resource.from_contents(yaml.safe_load(handle))
 
     with open(SCHEMA_PATH) as handle:
         schema = yaml.safe_load(handle)
+    schema["$id"] = SCHEMA_PATH.as_uri()
     validator_cls = jsonschema.validators.validator_for(schema)
-    validator = _with_defaults(validator_cls)(schema)
+    validator = _with_defaults(validator_cls)(schema, registry=Registry(retrieve=retrieve))
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         error = errors[0]
@@ -166,7 +177,8 @@ def experiment_tag(config: dict) -> str:
     payload = {
         "dataset": config["dataset"],
         "model": config["model"],
-        "train": config["train"],
+        # resume_every_seconds changes when progress is saved, never the results
+        "train": {k: v for k, v in config["train"].items() if k != "resume_every_seconds"},
         "device": config.get("device", "cpu"),
         "optimizers": {k: {kk: vv for kk, vv in v.items() if kk != "lrs"} for k, v in config["optimizers"].items()},
     }

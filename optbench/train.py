@@ -45,16 +45,54 @@ class RunResult:
     steps_per_epoch: int = 0
     total_steps: int = 0
     steps_done: int = 0
+    epochs_done: int = 0
     train_seconds: float = 0.0
 
+    @property
+    def finished(self) -> bool:
+        return self.status == "diverged" or self.steps_done == self.total_steps
 
-def train_run(tensors: dict, run: Run, config: dict, device: str = "cpu", log=print) -> RunResult:
+
+def _cpu_copy(state: dict) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+def _to_cpu(value):
+    """Deep copy of an optimizer state_dict with every tensor on the CPU (resume files are device-free)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+def training_state(result: RunResult, model: nn.Module, optimizer, order: torch.Generator) -> dict:
+    """Everything needed to continue bit-identically from an epoch boundary; tensors and plain
+    Python values only, so torch.load(weights_only=True) reads it back."""
+    return {
+        "model": _cpu_copy(model.state_dict()), "optimizer": _to_cpu(optimizer.state_dict()),
+        "order_rng": order.get_state(), "status": result.status, "diverged_step": result.diverged_step,
+        "checkpoint_steps": list(result.checkpoint_steps), "checkpoint_states": list(result.checkpoint_states),
+        "log_steps": torch.tensor(result.log_steps, dtype=torch.int64),
+        "log_losses": torch.tensor(result.log_losses, dtype=torch.float64),
+        "steps_done": result.steps_done, "epochs_done": result.epochs_done,
+        "train_seconds": result.train_seconds,
+    }
+
+
+def train_run(tensors: dict, run: Run, config: dict, device: str = "cpu", log=print,
+              resume: dict | None = None, on_epoch_end=None) -> RunResult:
     """Train one run: model.train(); per batch forward, loss, backward(), step(), zero_grad().
 
     Batches come from a seeded permutation per epoch. With train.drop_last the last partial batch
     is dropped, so every update sees exactly batch_size samples (what the batch-size analyses
     assume); the dropped samples change every epoch. A non-finite loss stops the run: no update is
     made from it, and the checkpoints scheduled after it hold no weights.
+
+    `resume` is a training_state() to continue from; `on_epoch_end(state_fn)` is called after every
+    epoch with a function that builds the current training_state (built only if the caller saves).
     """
     train_cfg = config["train"]
     x = tensors["x_train"].to(device)
@@ -62,8 +100,6 @@ def train_run(tensors: dict, run: Run, config: dict, device: str = "cpu", log=pr
     n = len(x)
     per_epoch = steps_per_epoch(n, run.batch_size, train_cfg["drop_last"])
     total = train_cfg["epochs"] * per_epoch
-    schedule = checkpoint_schedule(total, train_cfg["checkpoints"])
-    pending = list(schedule)
     result = RunResult(run=run, steps_per_epoch=per_epoch, total_steps=total)
 
     model = init_model(tensors["x_train"], config["model"]["hidden"], run.seed).to(device)
@@ -71,17 +107,30 @@ def train_run(tensors: dict, run: Run, config: dict, device: str = "cpu", log=pr
     loss_fn = nn.CrossEntropyLoss()
     order = torch.Generator().manual_seed(derived_seed(run.seed, "order"))
     log_every = train_cfg["log_every"]
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        order.set_state(resume["order_rng"])
+        result.status, result.diverged_step = resume["status"], resume["diverged_step"]
+        result.checkpoint_steps = list(resume["checkpoint_steps"])
+        result.checkpoint_states = list(resume["checkpoint_states"])
+        result.log_steps, result.log_losses = resume["log_steps"].tolist(), resume["log_losses"].tolist()
+        result.steps_done, result.epochs_done = resume["steps_done"], resume["epochs_done"]
+        result.train_seconds = resume["train_seconds"]
+        log(f"{run}: resuming at epoch {result.epochs_done}, step {result.steps_done}")
+    pending = [s for s in checkpoint_schedule(total, train_cfg["checkpoints"]) if s not in result.checkpoint_steps]
 
     def checkpoint(step: int) -> None:
         pending.pop(0)
         result.checkpoint_steps.append(step)
-        result.checkpoint_states.append({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
+        result.checkpoint_states.append(_cpu_copy(model.state_dict()))
 
-    started = time.perf_counter()
-    step = 0
-    checkpoint(0)
+    started = time.perf_counter() - result.train_seconds
+    step = result.steps_done
+    if pending and pending[0] == step == 0:
+        checkpoint(0)
     model.train()
-    for epoch in range(train_cfg["epochs"]):
+    while not result.finished:
         permutation = torch.randperm(n, generator=order).to(device)
         for batch in range(per_epoch):
             index = permutation[batch * run.batch_size:(batch + 1) * run.batch_size]
@@ -99,14 +148,17 @@ def train_run(tensors: dict, run: Run, config: dict, device: str = "cpu", log=pr
                 result.log_losses.append(loss_value)
             if pending and pending[0] == step:
                 checkpoint(step)
+        result.steps_done = step
         if result.status == "diverged":
-            break
-        log(f"{run}: epoch {epoch + 1}/{train_cfg['epochs']} step {step} loss {loss_value:.4f}")
-    if result.status == "diverged":
-        log(f"{run}: diverged at step {result.diverged_step} (non-finite mini-batch loss)")
-        # Mark, never fill: the scheduled checkpoints after divergence get no weights.
-        result.checkpoint_steps += pending
-        result.checkpoint_states += [None] * len(pending)
-    result.steps_done = step
-    result.train_seconds = time.perf_counter() - started
+            log(f"{run}: diverged at step {result.diverged_step} (non-finite mini-batch loss)")
+            # Mark, never fill: the scheduled checkpoints after divergence get no weights.
+            result.checkpoint_steps += pending
+            result.checkpoint_states += [None] * len(pending)
+            pending.clear()
+        else:
+            result.epochs_done += 1
+            log(f"{run}: epoch {result.epochs_done}/{train_cfg['epochs']} step {step} loss {loss_value:.4f}")
+        result.train_seconds = time.perf_counter() - started
+        if on_epoch_end is not None:
+            on_epoch_end(lambda: training_state(result, model, optimizer, order))
     return result

@@ -26,6 +26,7 @@ SEEDS = config["grid"]["seeds"]
 DATA = f"results/data/{data_tag(config)}.pt"
 GROUP = "{optimizer}/bs{batch_size}/lr{lr}"
 GROUP_DIR = f"results/runs/{EXP}/{GROUP}"
+RESUME_DIR = f"results/resume/{EXP}/{GROUP}"
 GROUP_LOG = f"{EXP}/{{optimizer}}_bs{{batch_size}}_lr{{lr}}"
 REPORT = "results/report.html"
 

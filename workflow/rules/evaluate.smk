@@ -12,6 +12,9 @@ rule evaluate:
     benchmark:
         f"benchmarks/evaluate/{GROUP_LOG}.tsv"
     threads: config["evaluate"]["threads"]
+    resources:
+        # one GPU per job (sbatch --gpus=1 under profiles/slurm) only when the config demands CUDA
+        gpu=1 if config["device"] == "cuda" else 0,
     conda:
         ENV
     script:

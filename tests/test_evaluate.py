@@ -1,0 +1,48 @@
+"""Evaluation: per-sample mean loss, checked against the tutorial's test_loop and a brute-force loop."""
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from optbench.evaluate import evaluate_checkpoints, evaluate_split
+from optbench.train import init_model
+from tests.tutorial import test_loop as tutorial_test_loop
+
+
+@pytest.fixture
+def model(mnist1d_tensors):
+    torch.manual_seed(0)
+    return init_model(mnist1d_tensors["x_train"], [32], seed=5)
+
+
+def test_matches_the_tutorial_test_loop_when_batches_are_equal(model, mnist1d_tensors):
+    x, y = mnist1d_tensors["x_val"], mnist1d_tensors["y_val"]  # 400 = 4 × 100
+    tutorial_loss, tutorial_acc = tutorial_test_loop(DataLoader(TensorDataset(x, y), batch_size=100), model,
+                                            nn.CrossEntropyLoss())
+    loss, accuracy = evaluate_split(model, x, y, batch_size=1000)
+    assert loss == pytest.approx(tutorial_loss, rel=1e-6)
+    assert accuracy == tutorial_acc
+
+
+def test_is_the_per_sample_mean_whatever_the_chunking(model, mnist1d_tensors):
+    x, y = mnist1d_tensors["x_test"], mnist1d_tensors["y_test"]
+    with torch.no_grad():
+        brute = sum(nn.functional.cross_entropy(model(x[i:i + 1]), y[i:i + 1]).item() for i in range(len(x))) / len(x)
+    for chunk in (1000, 300, 7):
+        assert evaluate_split(model, x, y, chunk)[0] == pytest.approx(brute, rel=1e-6)
+    # the tutorial's mean of batch means differs when the last batch is smaller (1000 = 3 × 300 + 100)
+    tutorial_loss, _ = tutorial_test_loop(DataLoader(TensorDataset(x, y), batch_size=300), model, nn.CrossEntropyLoss())
+    assert tutorial_loss != pytest.approx(brute, rel=1e-6)
+
+
+def test_checkpoints_without_weights_evaluate_to_infinite_loss(model, mnist1d_tensors):
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    bundle = {"steps": torch.tensor([0, 10, 20]), "states": [state, state, None], "steps_per_epoch": 10}
+    table = evaluate_checkpoints(model, bundle, mnist1d_tensors, 1000)
+    assert len(table) == 9 and set(table["split"]) == {"train", "val", "test"}
+    last = table[table["step"] == 20]
+    assert (last["loss"] == math.inf).all() and last["accuracy"].isna().all() and not last["has_weights"].any()
+    first = table[table["step"] == 0]
+    assert first["loss"].between(1.5, 4).all() and list(table["epoch"].unique()) == [0.0, 1.0, 2.0]

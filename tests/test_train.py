@@ -1,0 +1,116 @@
+"""Trainer: the tutorial's loop semantics, divergence as a result, determinism, resume."""
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from optbench.config import Run
+from optbench.evaluate import evaluate_split
+from optbench.io import atomic_torch_save, load_tensors
+from optbench.model import make_optimizer
+from optbench.train import checkpoint_schedule, derived_seed, init_model, train_run
+from tests.tutorial import train_loop
+
+
+def small(tensors, n=512):
+    return {**tensors, "x_train": tensors["x_train"][:n], "y_train": tensors["y_train"][:n]}
+
+
+def test_checkpoint_schedule_is_log_spaced_from_zero_to_the_end():
+    steps = checkpoint_schedule(6750, 30)
+    assert steps[0] == 0 and steps[-1] == 6750 and len(steps) <= 30
+    assert steps == sorted(set(steps))
+    ratios = [b / a for a, b in zip(steps[1:], steps[2:])]
+    assert max(ratios[5:]) / min(ratios[5:]) < 1.5  # roughly constant ratio once past rounding
+    assert checkpoint_schedule(3, 30) == [0, 1, 2, 3]
+
+
+def test_training_lowers_the_training_loss(mnist1d_tensors, config):
+    config["train"]["epochs"] = 5
+    result = train_run(mnist1d_tensors, Run("adam", 64, 0.004, 0), config, log=lambda _: None)
+    assert result.status == "ok" and result.steps_done == result.total_steps == 5 * (3600 // 64)
+    model = init_model(mnist1d_tensors["x_train"], config["model"]["hidden"], 0)
+    losses = []
+    for state in (result.checkpoint_states[0], result.checkpoint_states[-1]):
+        model.load_state_dict(state)
+        losses.append(evaluate_split(model, mnist1d_tensors["x_train"], mnist1d_tensors["y_train"], 1000)[0])
+    assert losses[1] < 0.8 * losses[0]
+
+
+def test_huge_lr_diverges_and_no_weights_are_invented_after_it(mnist1d_tensors, config):
+    config["train"]["epochs"] = 2
+    result = train_run(mnist1d_tensors, Run("sgd", 64, 1e6, 0), config, log=lambda _: None)
+    assert result.status == "diverged" and result.diverged_step is not None
+    assert result.steps_done == result.diverged_step - 1 < result.total_steps
+    assert result.checkpoint_steps == checkpoint_schedule(result.total_steps, config["train"]["checkpoints"])
+    for step, state in zip(result.checkpoint_steps, result.checkpoint_states):
+        if step <= result.steps_done:
+            assert state is not None
+        else:
+            assert state is None, f"checkpoint at step {step} after divergence holds weights"
+    assert any(s is None for s in result.checkpoint_states)
+
+
+def test_same_config_and_threads_give_bit_identical_runs(mnist1d_tensors, config):
+    torch.set_num_threads(1)
+    first = train_run(small(mnist1d_tensors), Run("adam", 32, 0.004, 1), config, log=lambda _: None)
+    second = train_run(small(mnist1d_tensors), Run("adam", 32, 0.004, 1), config, log=lambda _: None)
+    assert first.log_losses == second.log_losses
+    for a, b in zip(first.checkpoint_states, second.checkpoint_states):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    third = train_run(small(mnist1d_tensors), Run("adam", 32, 0.004, 2), config, log=lambda _: None)
+    assert first.log_losses != third.log_losses
+
+
+@pytest.mark.parametrize("optimizer, lr", [("sgd", 0.1), ("adam", 0.003)])
+def test_trainer_matches_the_tutorial_train_loop(mnist1d_tensors, config, optimizer, lr):
+    """One epoch, drop_last=False, same batch order: the weights equal the tutorial loop's."""
+    tensors = small(mnist1d_tensors, 500)  # 500 = 7 × 64 + 52: a partial last batch
+    config["train"].update(epochs=1, drop_last=False)
+    result = train_run(tensors, Run(optimizer, 64, lr, 3), config, log=lambda _: None)
+
+    order = torch.randperm(500, generator=torch.Generator().manual_seed(derived_seed(3, "order")))
+    loader = DataLoader(TensorDataset(tensors["x_train"], tensors["y_train"]), batch_size=64,
+                        sampler=order.tolist(), drop_last=False)
+    model = init_model(tensors["x_train"], config["model"]["hidden"], 3)
+    train_loop(loader, model, nn.CrossEntropyLoss(),
+               make_optimizer(optimizer, model.parameters(), lr, config["optimizers"][optimizer]))
+    assert result.steps_done == 8
+    final = result.checkpoint_states[-1]
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(final[key], value, rtol=0, atol=1e-6)
+
+
+def test_resume_from_a_saved_epoch_is_bit_identical(tmp_path, mnist1d_tensors, config):
+    config["train"]["epochs"] = 4
+    tensors, run = small(mnist1d_tensors), Run("adam", 32, 0.004, 0)
+    whole = train_run(tensors, run, config, log=lambda _: None)
+    saved = {}
+
+    def keep_epoch_2(build):
+        if "state" not in saved and len(saved.setdefault("calls", [])) == 1:
+            atomic_torch_save(build(), tmp_path / "state.pt")
+            saved["state"] = True
+        saved["calls"].append(1)
+
+    train_run(tensors, run, config, log=lambda _: None, on_epoch_end=keep_epoch_2)
+    state = load_tensors(tmp_path / "state.pt")  # weights_only=True: RNG state is a tensor
+    assert state["epochs_done"] == 2
+    resumed = train_run(tensors, run, config, log=lambda _: None, resume=state)
+    assert resumed.log_losses == whole.log_losses
+    assert resumed.checkpoint_steps == whole.checkpoint_steps
+    for a, b in zip(resumed.checkpoint_states, whole.checkpoint_states):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_optimizer_options_reach_torch_optim():
+    params = [nn.Parameter(torch.zeros(2))]
+    sgd = make_optimizer("sgd", params, 0.1, {"momentum": 0.9, "weight_decay": 0.0})
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["momentum"] == 0.9
+    adam = make_optimizer("adam", params, 1e-3, {"betas": [0.8, 0.99], "eps": 1e-6})
+    assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["betas"] == (0.8, 0.99)
+    adamw = make_optimizer("adamw", params, 1e-3, {})
+    assert isinstance(adamw, torch.optim.AdamW) and math.isclose(adamw.param_groups[0]["weight_decay"], 0.01)

@@ -1,0 +1,55 @@
+"""The Snakemake DAG end to end: dry run of the default config, the tiny config, idempotence, lint."""
+import time
+
+import pandas as pd
+import pytest
+
+from optbench.config import experiment_tag, groups, runs
+from tests.conftest import ROOT, snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+def test_default_config_dry_run_plans_one_train_and_evaluate_job_per_group(tmp_path):
+    result = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=ROOT / "config.yaml")
+    counts = {line.split()[0]: int(line.split()[1]) for line in result.stdout.splitlines()
+              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert counts["train"] == 120 and counts["evaluate"] == 120 and counts["prepare_data"] == 1
+    assert counts["aggregate"] == 1 and counts["report"] == 1
+
+
+def test_tiny_config_runs_end_to_end(tiny_workdir, tiny_config):
+    tables = tiny_workdir / "results" / "tables"
+    table = pd.read_csv(tables / "runs.csv")
+    n_runs = len(runs(tiny_config))
+    assert table.groupby(["optimizer", "batch_size", "lr", "seed"]).ngroups == n_runs
+    assert set(table["split"]) == {"train", "val", "test"}
+    status = pd.read_csv(tables / "run_status.csv")
+    assert len(status) == n_runs and set(status["status"]) <= {"ok", "diverged"}
+    assert (tiny_workdir / "results" / "report.html").stat().st_size > 0
+    exp = experiment_tag(tiny_config)
+    for optimizer, batch_size, _ in groups(tiny_config):
+        assert list((tiny_workdir / "benchmarks" / "train" / exp).glob(f"{optimizer}_bs{batch_size}_*.tsv"))
+    # training lowers the loss for most runs (claim C1 on the tiny grid)
+    train = table[table["split"] == "train"]
+    first = train[train["step"] == 0].set_index(["optimizer", "batch_size", "lr", "seed"])["loss"]
+    last = train.loc[train.groupby(["optimizer", "batch_size", "lr", "seed"])["step"].idxmax()].set_index(
+        ["optimizer", "batch_size", "lr", "seed"])["loss"]
+    assert (last < first).mean() > 0.8
+
+
+def test_second_invocation_has_nothing_to_do(tiny_workdir):
+    result = snakemake(tiny_workdir, "-n", "--cores", "2")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_tables_are_bit_identical_when_rerun_from_scratch(tiny_workdir, tmp_path):
+    snakemake(tmp_path, "--cores", "2", "results/tables/runs.csv", "results/tables/minibatch.csv")
+    for name in ("runs.csv", "minibatch.csv"):
+        assert (tmp_path / "results" / "tables" / name).read_bytes() == \
+            (tiny_workdir / "results" / "tables" / name).read_bytes(), name
+
+
+def test_lint_is_clean(tmp_path):
+    result = snakemake(tmp_path, "--lint", check=False)
+    assert result.returncode == 0 and "Congratulations" in result.stdout + result.stderr, result.stdout[-3000:]
