@@ -93,6 +93,7 @@ def check_semantics(config: dict) -> None:
     dataset = config["dataset"]
     n_total = DATASET_TRAIN_SIZES[dataset["name"]]
     n_train = n_total - int(round(dataset["val_fraction"] * n_total))
+    check_dataset_files(dataset)
     grid = config["grid"]
     for key in ("optimizers", "batch_sizes", "seeds"):
         values = grid[key]
@@ -116,6 +117,24 @@ def check_semantics(config: dict) -> None:
         raise ConfigError(
             "config key 'train.checkpoints': more checkpoints than training steps at the largest batch size; "
             f"use at most {min(total_steps(config, b) for b in grid['batch_sizes']) + 1}"
+        )
+
+
+TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def check_dataset_files(dataset: dict) -> None:
+    """A torchvision dataset that may not be downloaded must already be on disk: say so before any job."""
+    if dataset["name"] not in TORCHVISION_FOLDERS or dataset["download"]:
+        return
+    raw = Path(dataset["root"]) / TORCHVISION_FOLDERS[dataset["name"]] / "raw"
+    missing = [name for name in IDX_FILES if not (raw / name).exists()]
+    if missing:
+        raise ConfigError(
+            f"config key 'dataset.root': {dataset['name']} files {missing} not found in '{raw}'; "
+            "put the uncompressed IDX files there, point dataset.root at them, "
+            "or set 'dataset.download: true' to let data preparation fetch them"
         )
 
 

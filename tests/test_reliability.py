@@ -1,0 +1,82 @@
+"""Reliability: damaged files are named, never used; no network outside data preparation."""
+import socket
+
+import pytest
+import torch
+
+from optbench.config import ConfigError, Run, prepare_config
+from optbench.evaluate import evaluate_checkpoints
+from optbench.io import CorruptFileError, atomic_torch_save, atomic_write_text
+from optbench.runfiles import load_checkpoints
+from optbench.train import init_model, train_run
+from tests.conftest import ROOT
+
+
+def test_truncated_checkpoint_is_named_with_what_to_do(tmp_path):
+    path = tmp_path / "checkpoints.pt"
+    atomic_torch_save({"steps": torch.arange(3), "states": [None] * 3, "steps_per_epoch": 1}, path)
+    assert load_checkpoints(path)["steps"].tolist() == [0, 1, 2]
+    path.write_bytes(path.read_bytes()[:-50])
+    with pytest.raises(CorruptFileError, match=r"checkpoints\.pt.*Delete it and rerun snakemake"):
+        load_checkpoints(path)
+    path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CorruptFileError, match="checkpoints.pt"):
+        load_checkpoints(path)
+
+
+def test_checkpoint_with_mismatched_lists_is_refused(tmp_path):
+    path = tmp_path / "checkpoints.pt"
+    atomic_torch_save({"steps": torch.arange(3), "states": [None], "steps_per_epoch": 1}, path)
+    with pytest.raises(CorruptFileError, match="3 steps but 1 states"):
+        load_checkpoints(path)
+
+
+def test_atomic_write_leaves_old_file_when_interrupted(tmp_path):
+    path = tmp_path / "table.csv"
+    atomic_write_text("old\n", path)
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        from optbench.io import atomic_path
+        with atomic_path(path) as tmp:
+            tmp.write_text("half writ")
+            raise Boom
+    assert path.read_text() == "old\n" and list(tmp_path.iterdir()) == [path]
+
+
+def test_every_torch_load_in_the_project_is_weights_only():
+    for source in [*ROOT.glob("optbench/*.py"), *ROOT.glob("scripts/*.py")]:
+        for number, line in enumerate(source.read_text().splitlines(), 1):
+            if "torch.load(" in line:
+                assert "weights_only=True" in line, f"{source.name}:{number} loads without weights_only=True"
+
+
+def test_missing_torchvision_files_fail_at_validation(tiny_config, tmp_path):
+    import copy
+
+    config = copy.deepcopy(tiny_config)
+    config["dataset"].update(name="fashion_mnist", root=str(tmp_path), download=False)
+    with pytest.raises(ConfigError, match=r"config key 'dataset.root'.*dataset.download: true"):
+        prepare_config(config)
+    config["dataset"]["download"] = True  # allowed to fetch: validation passes
+    prepare_config(config)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_training_and_evaluation_use_no_network(no_network, mnist1d_tensors, config):
+    config["train"]["epochs"] = 1
+    result = train_run(mnist1d_tensors, Run("sgd", 256, 0.1, 0), config, log=lambda _: None)
+    bundle = {"steps": torch.tensor(result.checkpoint_steps), "states": result.checkpoint_states,
+              "steps_per_epoch": result.steps_per_epoch}
+    model = init_model(mnist1d_tensors["x_train"], config["model"]["hidden"], 0)
+    assert len(evaluate_checkpoints(model, bundle, mnist1d_tensors, 1000)) == 3 * len(result.checkpoint_steps)
