@@ -54,11 +54,15 @@ def validate_schema(config: dict) -> None:
     """
     import jsonschema
     from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
 
     def retrieve(uri: str) -> Resource:
         # Sections of the schema live in sibling files, referenced as `$ref: name.schema.yaml`.
+        # Their own $schema is dropped so they are validated by this (default-filling) validator.
         with open(SCHEMA_PATH.parent / Path(uri).name) as handle:
-            return Resource.from_contents(yaml.safe_load(handle))
+            contents = yaml.safe_load(handle)
+        contents.pop("$schema", None)
+        return Resource.from_contents(contents, default_specification=DRAFT202012)
 
     with open(SCHEMA_PATH) as handle:
         schema = yaml.safe_load(handle)
@@ -118,6 +122,41 @@ def check_semantics(config: dict) -> None:
             "config key 'train.checkpoints': more checkpoints than training steps at the largest batch size; "
             f"use at most {min(total_steps(config, b) for b in grid['batch_sizes']) + 1}"
         )
+    check_grad_variance(config)
+
+
+def check_grad_variance(config: dict) -> None:
+    """Cross-key checks of `grad_variance`: every probe is a run of the grid, every m is below n."""
+    settings = config["grad_variance"]
+    grid = config["grid"]
+    seen = set()
+    for i, probe in enumerate(settings["probes"]):
+        key = f"config key 'grad_variance.probes[{i}]'"
+        name = probe["optimizer"]
+        lrs = (config["optimizers"].get(name) or {}).get("lrs", [])
+        for ok, what, values in ((name in grid["optimizers"], "optimizer", grid["optimizers"]),
+                                 (probe["batch_size"] in grid["batch_sizes"], "batch_size", grid["batch_sizes"]),
+                                 (float(probe["lr"]) in map(float, lrs), "lr", lrs),
+                                 (probe["seed"] in grid["seeds"], "seed", grid["seeds"])):
+            if not ok:
+                raise ConfigError(f"{key}: {what} {probe[what]!r} is not in the grid ({values}); "
+                                  "a probe must be one of the trained runs")
+        run = (name, probe["batch_size"], lr_tag(probe["lr"]), probe["seed"])
+        if run in seen:
+            raise ConfigError(f"{key}: duplicate probe {run}; list each run once")
+        seen.add(run)
+    if settings["checkpoints"] != "all" and settings["checkpoints"] > config["train"]["checkpoints"]:
+        raise ConfigError(f"config key 'grad_variance.checkpoints': {settings['checkpoints']} probed checkpoints "
+                          f"but training saves at most train.checkpoints = {config['train']['checkpoints']}; "
+                          "use 'all' or a smaller number")
+    n = n_train_samples(config)
+    spec = settings["batch_sizes"]
+    if spec != "auto":
+        if len(set(spec)) != len(spec):
+            raise ConfigError(f"config key 'grad_variance.batch_sizes': duplicate values {spec}")
+        if max(spec) >= n:
+            raise ConfigError(f"config key 'grad_variance.batch_sizes': m = {max(spec)} is not below the {n} "
+                              f"training samples (m = n has no error to measure); use at most {n - 1}")
 
 
 TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}

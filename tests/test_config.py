@@ -47,6 +47,15 @@ BAD = [  # (key to set, bad value, key the message must name, words it must cont
     ("train.learning_rate", 0.1, "train", "'learning_rate' was unexpected"),
     ("epochs", 10, "<top level>", "'epochs' was unexpected"),
     ("grid", DELETE, "<top level>", "'grid' is a required property"),
+    ("grad_variance.probes", [{"optimizer": "sgd", "batch_size": 64, "lr": 0.3, "seed": 0}],
+     "grad_variance.probes[0]", "lr 0.3 is not in the grid"),
+    ("grad_variance.probes", [{"optimizer": "adamw", "batch_size": 64, "lr": 0.001, "seed": 0}],
+     "grad_variance.probes[0]", "optimizer 'adamw' is not in the grid"),
+    ("grad_variance.probes", [{"optimizer": "sgd", "batch_size": 64, "lr": 0.2, "seed": 7}],
+     "grad_variance.probes[0]", "seed 7 is not in the grid"),
+    ("grad_variance.checkpoints", 50, "grad_variance.checkpoints", "training saves at most"),
+    ("grad_variance.batch_sizes", [1, 3600], "grad_variance.batch_sizes", "not below the 3600"),
+    ("grad_variance.draws", 1, "grad_variance.draws", "less than the minimum of 2"),
 ]
 
 

@@ -1,0 +1,26 @@
+"""Snakemake job: gradient-noise probes (σ², ||g_B − ∇f||² against σ²/m, z, B_simple) of one run."""
+from optbench.config import model_tag
+from optbench.data import load_dataset
+from optbench.gradvar import probe_run
+from optbench.io import atomic_write_csv
+from optbench.jobs import job_log, setup_job
+from optbench.runfiles import load_checkpoints
+from optbench.train import init_model
+
+config = snakemake.config
+wildcards = snakemake.wildcards
+
+with job_log(snakemake.log[0]) as log:
+    device = setup_job(snakemake.threads, config["device"])
+    tensors = load_dataset(snakemake.input.data)
+    x, y = tensors["x_train"].to(device), tensors["y_train"].to(device)
+    model = init_model(tensors["x_train"], config["model"]["hidden"], seed=0).to(device)
+    identity = {"dataset": config["dataset"]["name"], "model": model_tag(config),
+                "optimizer": wildcards.optimizer, "batch_size": int(wildcards.batch_size),
+                "lr": float(wildcards.lr), "seed": int(wildcards.seed)}
+    log(f"probing {identity} with n = {len(x)}")
+    tables = probe_run(model, load_checkpoints(snakemake.input.checkpoints), x, y,
+                       config["grad_variance"], identity, log)
+    for name, table in tables.items():
+        atomic_write_csv(table, snakemake.output[name])
+        log(f"{snakemake.output[name]}: {len(table)} rows")

@@ -1,0 +1,57 @@
+# Gradient noise at the checkpoints of the probe runs (config grad_variance.probes): σ², the
+# mini-batch error against σ²/m, z and B_simple; one job per probe run, then one table each.
+from optbench.config import lr_tag
+
+PROBE_DIR = f"results/gradvar/{EXP}/{GROUP}/seed{{seed}}"
+PROBE_DIRS = [
+    PROBE_DIR.format(optimizer=p["optimizer"], batch_size=p["batch_size"], lr=lr_tag(p["lr"]), seed=p["seed"])
+    for p in config["grad_variance"]["probes"]
+]
+
+
+wildcard_constraints:
+    seed=r"\d+",
+
+
+rule grad_variance:
+    input:
+        data=DATA,
+        checkpoints=f"{GROUP_DIR}/seed{{seed}}/checkpoints.pt",
+    output:
+        moments=f"{PROBE_DIR}/moments.csv",
+        layers=f"{PROBE_DIR}/layers.csv",
+        slopes=f"{PROBE_DIR}/slopes.csv",
+    params:
+        # Part of the job's identity: changing K, the m list or the seed reruns the probes.
+        settings={k: v for k, v in config["grad_variance"].items() if k != "probes"},
+    log:
+        f"logs/grad_variance/{GROUP_LOG}_seed{{seed}}.log",
+    benchmark:
+        f"benchmarks/grad_variance/{GROUP_LOG}_seed{{seed}}.tsv"
+    threads: config["grad_variance"]["threads"]
+    conda:
+        ENV
+    script:
+        "../../scripts/grad_variance.py"
+
+
+rule aggregate_gradvar:
+    input:
+        moments=[f"{d}/moments.csv" for d in PROBE_DIRS],
+        layers=[f"{d}/layers.csv" for d in PROBE_DIRS],
+        slopes=[f"{d}/slopes.csv" for d in PROBE_DIRS],
+    output:
+        moments="results/tables/gradvar.csv",
+        layers="results/tables/gradvar_layers.csv",
+        slopes="results/tables/gradvar_slopes.csv",
+    log:
+        "logs/aggregate_gradvar.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/aggregate_gradvar.py"
+
+
+# Concatenating a few small CSVs: run on the submitting machine, never as a cluster job.
+localrules:
+    aggregate_gradvar,
