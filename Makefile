@@ -21,6 +21,10 @@ run: setup
 test: setup
 	python -m pytest -q $(PYTEST_ARGS)
 
+# Overhead ratios measured side by side, then the default grid end to end on 2 cores (minutes).
+bench: setup
+	python bench/run.py --cores 2 $(BENCH_ARGS)
+
 lint: setup
 	snakemake --lint
 

@@ -19,12 +19,17 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/gradvar.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
 
 
 # Cheap steps over the whole grid run on the submitting machine, never as cluster jobs.
 localrules:
     aggregate,
+    analyze,
+    figures,
+    analysis_figures,
+    gradvar_figures,
     report,
 
 

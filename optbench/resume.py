@@ -59,6 +59,9 @@ class RunStore:
 
         return save
 
+    def save_state(self, state: dict) -> None:
+        atomic_torch_save(state, self.root / STATE)
+
     def finish(self) -> None:
         """The final files are complete: the training state is no longer needed."""
         (self.root / STATE).unlink(missing_ok=True)
@@ -74,3 +77,18 @@ class RunStore:
                 os.link(self.final_dir / name, target)
             except OSError:
                 shutil.copy2(self.final_dir / name, target)
+
+
+def bundle_saver(stores: list[RunStore], every_seconds: float):
+    """on_epoch_end callback of a bundle: save every member's state at the same epoch boundary, at
+    most once per `every_seconds` (one clock, so members resume together unless a kill splits a save)."""
+    last = time.monotonic()
+
+    def save(build_states) -> None:
+        nonlocal last
+        if time.monotonic() - last >= every_seconds:
+            for store, state in zip(stores, build_states()):
+                store.save_state(state)
+            last = time.monotonic()
+
+    return save

@@ -1,4 +1,4 @@
-"""Snakemake job: evaluate every checkpoint of one group's runs on train, validation and test."""
+"""Snakemake job: evaluate every checkpoint of one bundle's runs on train, validation and test."""
 from optbench.data import load_dataset
 from optbench.evaluate import evaluate_checkpoints
 from optbench.io import atomic_write_csv

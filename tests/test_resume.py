@@ -21,12 +21,13 @@ TARGETS = ("results/tables/runs.csv", "results/tables/minibatch.csv")
 
 @pytest.fixture(scope="module")
 def kill_config(tmp_path_factory) -> Path:
-    """One group of three seeds long enough (~4 s of training) to be killed many times."""
+    """One bundle of three seeds long enough (~4 s of training) to be killed many times."""
     config = yaml.safe_load(TINY.read_text())
     config["grid"] = {"optimizers": ["adam"], "batch_sizes": [16], "seeds": [0, 1, 2]}
     config["optimizers"]["adam"]["lrs"] = [0.004]
     config["model"]["hidden"] = [100, 100]
     config["train"].update(epochs=16, resume_every_seconds=0)
+    config["grad_variance"]["probes"] = []  # the tiny config probes SGD, which this grid lacks
     path = tmp_path_factory.mktemp("kill") / "kill.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -99,8 +100,9 @@ def test_killing_snakemake_leaves_orphans_and_the_rerun_retrains_nothing(kill_co
     snakemake(tmp_path, "--unlock", *TARGETS, configfile=kill_config)
     snakemake(tmp_path, "--cores", "1", "--rerun-incomplete", *TARGETS, configfile=kill_config)
     assert_same_results(tmp_path, uninterrupted)
-    # forcing the train job again (snakemake deletes its outputs first) retrains nothing
-    snakemake(tmp_path, "--cores", "1", "--forcerun", "train", *TARGETS, configfile=kill_config)
+    # forcing the train job again (snakemake deletes its outputs first) retrains nothing; its three
+    # runs form one bundle: the rule train_<optimizer>_bs<batch size>_<bundle index>
+    snakemake(tmp_path, "--cores", "1", "--forcerun", "train_adam_bs16_0", *TARGETS, configfile=kill_config)
     log = next((tmp_path / "logs" / "train").rglob("*.log")).read_text()
     assert log.count("already trained") == 3, log
     assert_same_results(tmp_path, uninterrupted)

@@ -10,11 +10,17 @@ from tests.conftest import ROOT, snakemake
 pytestmark = pytest.mark.workflow
 
 
-def test_default_config_dry_run_plans_one_train_and_evaluate_job_per_group(tmp_path):
+def test_default_config_dry_run_plans_one_train_and_evaluate_job_per_bundle(tmp_path):
     result = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=ROOT / "config.yaml")
     counts = {line.split()[0]: int(line.split()[1]) for line in result.stdout.splitlines()
               if len(line.split()) == 2 and line.split()[1].isdigit()}
-    assert counts["train"] == 120 and counts["evaluate"] == 120 and counts["prepare_data"] == 1
+
+    def per_stage(stage):
+        return sum(count for name, count in counts.items() if name.startswith(f"{stage}_"))
+
+    # bundle_size 36: each (optimizer, batch size) is one bundle of 12 LRs × 3 seeds
+    assert per_stage("train") == 10 and per_stage("evaluate") == 10 and counts["prepare_data"] == 1
+    assert counts["grad_variance"] == 2 and counts["analyze"] == 1
     assert counts["aggregate"] == 1 and counts["report"] == 1
 
 

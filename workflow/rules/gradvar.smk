@@ -28,6 +28,10 @@ rule grad_variance:
         f"logs/grad_variance/{GROUP_LOG}_seed{{seed}}.log",
     benchmark:
         f"benchmarks/grad_variance/{GROUP_LOG}_seed{{seed}}.tsv"
+    # cluster: a bundle's train, evaluate and probe jobs form one SLURM job (profiles/slurm)
+    group: "runs"
+    # start as soon as the probe's bundle is trained, not after every other job: the probes are long
+    priority: 10**7
     threads: config["grad_variance"]["threads"]
     conda:
         ENV

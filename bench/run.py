@@ -1,0 +1,233 @@
+"""`make bench`: overhead of training and of the pipeline, as ratios measured side by side in one run.
+
+    python bench/run.py [--config config.yaml] [--cores 2] [--repeats 3] [--no-grid]
+
+Throughput contenders run interleaved (A B C A B C ...) and each ratio is of medians, so the load
+of a shared machine hits both sides alike. The grid row runs the whole default workflow once in a
+temporary folder with --cores; pipeline efficiency = the in-process time of every train, evaluate
+and grad_variance job (from its job log: time since the job's log opened, imports excluded) /
+(end-to-end wall time × cores). Ends with `TARGET <name> <measured> <goal> PASS|FAIL` lines.
+"""
+import argparse
+import copy
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from optbench.bundle import member_chunk, partition, train_bundle  # noqa: E402
+from optbench.config import Run, load_config, prepare_config  # noqa: E402
+from optbench.data import build_dataset  # noqa: E402
+from optbench.model import make_mlp, make_optimizer  # noqa: E402
+from optbench.train import train_run  # noqa: E402
+from tests.tutorial import train_loop  # noqa: E402
+
+OPTIMIZER = "adam"  # the costlier update of the two in the default grid
+
+
+def quiet(_):
+    pass
+
+
+def interleaved(contenders: dict, repeats: int) -> dict:
+    """name → median of (work, seconds) over `repeats` rounds, contenders alternating."""
+    samples = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, function in contenders.items():
+            samples[name].append(function())
+    return {name: (statistics.median(w for w, _ in s), statistics.median(t for _, t in s))
+            for name, s in samples.items()}
+
+
+def tutorial_epoch(tensors, config, batch_size):
+    x, y = tensors["x_train"], tensors["y_train"]
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True)
+    model = make_mlp(x.shape[1], config["model"]["hidden"])
+    optimizer = make_optimizer(OPTIMIZER, model.parameters(), 1e-3, config["optimizers"][OPTIMIZER])
+    start = time.perf_counter()
+    train_loop(loader, model, nn.CrossEntropyLoss(), optimizer)
+    return len(x), time.perf_counter() - start
+
+
+def trainer_epochs(tensors, config, batch_size):
+    result = train_run(tensors, Run(OPTIMIZER, batch_size, 1e-3, 0), config, log=quiet)
+    return result.steps_done * batch_size, result.train_seconds
+
+
+def default_bundle(config):
+    """The first bundle the workflow forms for OPTIMIZER (train.bundle_size runs at most)."""
+    return partition({**config, "grid": {**config["grid"], "optimizers": [OPTIMIZER]}})[(OPTIMIZER, 0)]
+
+
+def bundle_epochs(tensors, config, batch_size):
+    runs = [Run(OPTIMIZER, batch_size, float(lr), seed) for lr, seed in default_bundle(config)]
+    results = train_bundle(tensors, runs, config, log=quiet)
+    return sum(r.steps_done for r in results) * batch_size, results[0].train_seconds
+
+
+def matmul_flops(config, input_width, batch_size) -> tuple[float, list]:
+    """Forward + backward matmul FLOPs of one step of one member: 2·B·in·out for the forward and for
+    the weight gradient of every layer, and for the input gradient of every layer but the first
+    (autograd needs no gradient of the data)."""
+    widths = [input_width, *config["model"]["hidden"], 10]
+    layers = list(zip(widths[:-1], widths[1:]))
+    flops = sum(2 * batch_size * i * o * (2 if k == 0 else 3) for k, (i, o) in enumerate(layers))
+    return flops, layers
+
+
+def bare_matmuls(layers, members, batch_size, steps):
+    """The same products at the same shapes (batched over a chunk of members, as the trainer cuts
+    them: optbench.bundle.member_chunk), nothing else."""
+    chunk = min(members, member_chunk(batch_size, max(w for layer in layers for w in layer)))
+    operands = []
+    for start in range(0, members, chunk):
+        size = min(chunk, members - start)
+        for k, (i, o) in enumerate(layers):
+            a, w, d = torch.randn(size, batch_size, i), torch.randn(size, o, i), torch.randn(size, batch_size, o)
+            operands.append((a, w, d, k > 0))
+
+    def run():
+        start = time.perf_counter()
+        for _ in range(steps):
+            for a, w, d, input_grad in operands:
+                torch.bmm(a, w.transpose(1, 2))           # forward
+                torch.bmm(d.transpose(1, 2), a)           # weight gradient
+                if input_grad:
+                    torch.bmm(d, w)                       # input gradient
+        return steps, time.perf_counter() - start
+
+    return run
+
+
+def gradvar_cost_ratio():
+    script = ROOT / "bench" / "gradvar_cost.py"
+    if not script.exists():
+        return None, "bench/gradvar_cost.py not found (written by the gradient-variance work): row skipped"
+    out = subprocess.run([sys.executable, str(script), "--repeats", "10"], capture_output=True, text=True,
+                         cwd=ROOT).stdout
+    match = re.search(r"Linear norm trick.*?([0-9.]+)×", out)
+    return (float(match.group(1)), "") if match else (None, f"could not parse gradvar_cost.py output:\n{out}")
+
+
+def job_seconds(workdir: Path) -> float:
+    """In-process time of every train/evaluate/grad_variance job: the last timestamp of its job log."""
+    total = 0.0
+    for stage in ("train", "evaluate", "grad_variance"):
+        for log in (workdir / "logs" / stage).rglob("*.log"):
+            stamps = re.findall(r"^\[\s*([0-9.]+)s\]", log.read_text(), flags=re.M)
+            total += float(stamps[-1]) if stamps else 0.0
+    return total
+
+
+def snakemake(workdir, configfile, cores, *args):
+    command = [str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "Snakefile"),
+               "--configfile", str(configfile), "--directory", str(workdir), "--cores", str(cores), *args]
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"snakemake failed:\n{result.stderr[-3000:]}")
+    return time.perf_counter() - start, result.stdout + result.stderr
+
+
+def grid(configfile, cores):
+    workdir = Path(tempfile.mkdtemp(prefix="optbench-bench-"))
+    wall, _ = snakemake(workdir, configfile, cores)
+    efficiency = job_seconds(workdir) / (wall * cores)
+    rerender, output = snakemake(workdir, configfile, cores, "--forcerun", "report")
+    jobs = re.findall(r"^(\w+)\s+(\d+)$", output, flags=re.M)
+    reran = sorted({name for name, count in jobs if name not in ("total", "all", "count")})
+    return wall, efficiency, rerender, reran, workdir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(ROOT / "config.yaml"))
+    parser.add_argument("--cores", type=int, default=2, help="cores for the grid run (the target is for 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds per throughput ratio")
+    parser.add_argument("--no-grid", action="store_true", help="skip the end-to-end grid run (minutes)")
+    args = parser.parse_args()
+    config = prepare_config(load_config(args.config))
+    threads = config["train"]["threads"]
+    torch.set_num_threads(threads)
+    tensors = build_dataset(config["dataset"])
+    n = len(tensors["x_train"])
+    members = len(default_bundle(config))
+    print(f"# optbench bench — {platform.node()}: {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, torch {torch.__version__}, {threads} thread(s), load average "
+          f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    print(f"# model MLP {tensors['x_train'].shape[1]}-{'-'.join(map(str, config['model']['hidden']))}-10, "
+          f"n = {n}, optimizer {OPTIMIZER}; default bundle = {members} runs (train.bundle_size "
+          f"{config['train']['bundle_size']}); medians of {args.repeats} interleaved rounds\n")
+    targets = []
+
+    print("| batch | tutorial loop samples/s | trainer (1 run) | ×tutorial | bundle member-samples/s | ×tutorial |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for batch_size, epochs in ((16, 1), (64, 2), (256, 4)):
+        short = copy.deepcopy(config)
+        short["train"].update(epochs=epochs, checkpoints=2)
+        rates = interleaved({
+            "tutorial": lambda: tutorial_epoch(tensors, short, batch_size),
+            "trainer": lambda: trainer_epochs(tensors, short, batch_size),
+            "bundle": lambda: bundle_epochs(tensors, short, batch_size),
+        }, args.repeats)
+        rate = {name: work / seconds for name, (work, seconds) in rates.items()}
+        print(f"| {batch_size} | {rate['tutorial']:,.0f} | {rate['trainer']:,.0f} | "
+              f"{rate['trainer'] / rate['tutorial']:.2f} | {rate['bundle']:,.0f} | {rate['bundle'] / rate['tutorial']:.2f} |")
+        if batch_size == 16:
+            targets.append(("bs16_bundle_vs_tutorial", rate["bundle"] / rate["tutorial"], 3.0, ">="))
+
+    batch_size, steps_per_run = 256, (n // 256) * 4
+    short = copy.deepcopy(config)
+    short["train"].update(epochs=4, checkpoints=2)
+    step_flops, layers = matmul_flops(config, tensors["x_train"].shape[1], batch_size)
+    rates = interleaved({
+        "bundle": lambda: bundle_epochs(tensors, short, batch_size),
+        "bare_bundle": bare_matmuls(layers, members, batch_size, steps_per_run),
+        "trainer": lambda: trainer_epochs(tensors, short, batch_size),
+        "bare_solo": bare_matmuls(layers, 1, batch_size, steps_per_run),
+    }, args.repeats)
+    flops = {name: work / batch_size * step_flops / seconds if "bare" not in name
+             else work * step_flops * (members if name == "bare_bundle" else 1) / seconds
+             for name, (work, seconds) in rates.items()}
+    print(f"\nbatch 256: forward + backward matmul FLOPs per member-step = {step_flops:,} "
+          f"(2·B·in·out forward and weight-gradient per layer, input-gradient for layers ≥ 2)")
+    print("| at batch 256 | GFLOP/s | bare same-shape matmuls GFLOP/s | fraction |")
+    print("| --- | ---: | ---: | ---: |")
+    print(f"| bundle of {members} | {flops['bundle'] / 1e9:.2f} | {flops['bare_bundle'] / 1e9:.2f} | "
+          f"{flops['bundle'] / flops['bare_bundle']:.2f} |")
+    print(f"| trainer, 1 run | {flops['trainer'] / 1e9:.2f} | {flops['bare_solo'] / 1e9:.2f} | "
+          f"{flops['trainer'] / flops['bare_solo']:.2f} |")
+    targets.append(("bs256_flops_vs_bare", flops["bundle"] / flops["bare_bundle"], 0.70, ">="))
+
+    ratio, note = gradvar_cost_ratio()
+    print(f"\nper-sample σ² cost / one plain backward over the same samples: "
+          + (f"{ratio:.2f}×" if ratio is not None else note))
+
+    if not args.no_grid:
+        wall, efficiency, rerender, reran, workdir = grid(Path(args.config).resolve(), args.cores)
+        print(f"\ngrid {args.config} on --cores {args.cores} (load average after: "
+              f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}): wall {wall:.1f} s, pipeline efficiency "
+              f"{efficiency:.2f} (in-process job time / (wall × cores)); outputs in {workdir}")
+        print(f"report re-render (--forcerun report): {rerender:.1f} s, rules rerun: {', '.join(reran)}")
+        targets.append(("grid_wall_seconds", wall, 240.0, "<="))
+        targets.append(("pipeline_efficiency", efficiency, 0.60, ">="))
+    print()
+    for name, measured, goal, sense in targets:
+        ok = measured >= goal if sense == ">=" else measured <= goal
+        print(f"TARGET {name} {measured:.3g} {goal:g} {'PASS' if ok else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,339 @@
+"""Run bundles: several runs of one optimizer and batch size trained in one process as a batched-matmul ensemble."""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from optbench.config import Run, steps_per_epoch
+from optbench.model import make_optimizer
+from optbench.train import RunResult, checkpoint_schedule, derived_seed, init_model
+
+CACHE_BYTES = 2 ** 20  # activations per forward/backward chunk of members: about an L2 cache
+
+
+def partition(config: dict) -> dict[tuple[str, int], list[tuple[float, int]]]:
+    """(optimizer, index) → a bundle's runs as (lr, seed): each optimizer's runs, lr-major, cut into
+    near-equal bundles of at most train.bundle_size (1: one run each; a multiple of the seed count
+    keeps a learning rate's seeds together). Every batch size has the same bundles."""
+    size, seeds = config["train"]["bundle_size"], config["grid"]["seeds"]
+    cut = {}
+    for optimizer in config["grid"]["optimizers"]:
+        members = [(float(lr), seed) for lr in config["optimizers"][optimizer]["lrs"] for seed in seeds]
+        count = -(-len(members) // size)
+        bounds = [round(i * len(members) / count) for i in range(count + 1)]
+        for index in range(count):
+            cut[(optimizer, index)] = members[bounds[index]:bounds[index + 1]]
+    return cut
+
+
+def stacked_parameters(models: list[nn.Sequential]) -> dict[str, torch.Tensor]:
+    """Member dimension first, in nn.Linear's layout (what the optimizer steps, in place)."""
+    for model in models:
+        kinds = {type(layer) for layer in model}
+        if not kinds <= {nn.Flatten, nn.Linear, nn.ReLU}:
+            raise TypeError(f"bundles need make_mlp's Flatten/Linear/ReLU model, got layers {kinds}")
+    states = [model.state_dict() for model in models]
+    return {k: torch.stack([s[k] for s in states]) for k in states[0]}
+
+
+def bundle_forward(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """x: (members, batch, ...) → logits (members, batch, classes): one baddbmm per layer.
+
+    Batched matmuls rather than torch.func.vmap(functional_call): bench/run.py measured them faster
+    here (fewer dispatches per step), and each member's product is its own block of the batch.
+    """
+    h = x.flatten(2)
+    names = list(params)
+    for i in range(0, len(names), 2):
+        weight, bias = params[names[i]], params[names[i + 1]]
+        h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+        if i + 2 < len(names):
+            h = torch.relu(h)
+    return h
+
+
+def member_losses(params: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each member's mean cross-entropy over its own mini-batch: (members,)."""
+    logits = bundle_forward(params, x)
+    per_sample = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+    return per_sample.view(y.shape).mean(1)
+
+
+def member_chunk(batch_size: int, width: int, element_size: int = 4) -> int:
+    """Members per forward/backward chunk: their widest activation fits in CACHE_BYTES."""
+    return max(1, CACHE_BYTES // (batch_size * width * element_size))
+
+
+class VectorisedOptimizer:
+    """torch.optim's SGD / Adam / AdamW formulas on stacked parameters with one learning rate per member.
+
+    torch.optim takes one scalar lr per group, so it is exact on a bundle only when members share it;
+    the state keys (step, exp_avg, exp_avg_sq, momentum_buffer) are torch.optim's, per stacked tensor.
+    """
+
+    def __init__(self, name: str, params: list[torch.Tensor], lrs: list[float], options: dict):
+        if name not in ("sgd", "adam", "adamw"):
+            raise ValueError(f"unknown optimizer '{name}'; expected one of sgd, adam, adamw")
+        self.name, self.params, self.options = name, params, options
+        self.lrs = torch.tensor(lrs, dtype=params[0].dtype, device=params[0].device)
+        self.state: dict[torch.Tensor, dict] = {p: {} for p in params}
+        self.weight_decay = options.get("weight_decay", 0.01 if name == "adamw" else 0.0)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for p in self.params:
+            lr = self.lrs.view(-1, *[1] * (p.dim() - 1))
+            if self.name == "sgd":
+                self._sgd(p, lr)
+            else:
+                self._adam(p, lr)
+
+    def _sgd(self, p, lr) -> None:
+        grad = p.grad if self.weight_decay == 0 else p.grad.add(p, alpha=self.weight_decay)
+        momentum = self.options.get("momentum", 0.0)
+        if momentum != 0:
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = grad.detach().clone()
+            else:
+                state["momentum_buffer"].mul_(momentum).add_(grad)
+            grad = state["momentum_buffer"]
+        p.sub_(lr * grad)
+
+    def _adam(self, p, lr) -> None:
+        beta1, beta2 = self.options.get("betas", (0.9, 0.999))
+        eps = self.options.get("eps", 1e-8)
+        state = self.state[p]
+        if not state:
+            state.update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+        state["step"] += 1
+        grad = p.grad
+        if self.weight_decay != 0:
+            if self.name == "adamw":
+                p.mul_(1 - lr * self.weight_decay)
+            else:
+                grad = grad.add(p, alpha=self.weight_decay)
+        state["exp_avg"].lerp_(grad, 1 - beta1)
+        state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        step = state["step"].item()
+        # p -= lr / bc1 · m / (√v / √bc2 + eps), in place: dividing denom by the per-member step size
+        denom = state["exp_avg_sq"].sqrt().div_((1 - beta2 ** step) ** 0.5).add_(eps)
+        p.addcdiv_(state["exp_avg"], denom.div_(lr / (1 - beta1 ** step)), value=-1)
+
+
+def make_bundle_optimizer(name: str, params: list[torch.Tensor], lrs: list[float], options: dict):
+    """torch.optim where the members share a learning rate (exact: its updates are elementwise), else ours."""
+    if len(set(lrs)) == 1:
+        return make_optimizer(name, params, lrs[0], options)
+    return VectorisedOptimizer(name, params, lrs, options)
+
+
+def member_optimizer_state(name: str, optimizer, params: list[torch.Tensor], member: int,
+                           lr: float, options: dict) -> dict:
+    """The member's slice as the state_dict of a solo torch.optim run (so resume files mix freely)."""
+    solo_params = [nn.Parameter(p.detach()[member].clone()) for p in params]
+    solo = make_optimizer(name, solo_params, lr, options)
+    for p, q in zip(params, solo_params):
+        state = optimizer.state.get(p, {})
+        solo.state[q] = {k: (v.detach().clone() if k == "step" else v.detach()[member].clone())
+                         for k, v in state.items()}
+    return solo.state_dict()
+
+
+def load_member_optimizer_state(optimizer, params: list[torch.Tensor], member: int, state_dict: dict) -> None:
+    for index, p in enumerate(params):
+        saved = state_dict["state"].get(index, {})
+        state = optimizer.state.setdefault(p, {})
+        for key, value in saved.items():
+            if key == "step":
+                state[key] = value.clone()
+            else:
+                state.setdefault(key, torch.zeros_like(p.detach()))[member].copy_(value)
+
+
+def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cpu", log=print,
+                 resumes: list[dict | None] | None = None, on_epoch_end=None, *,
+                 announce_resume: bool = True) -> list[RunResult]:
+    """Train runs of one optimizer and batch size together; each equals train_run(run) to rounding.
+
+    Each member keeps its own initialisation (init_model(seed)), data order (its own `order`
+    generator, one permutation per epoch) and learning rate. A member with a non-finite mini-batch
+    loss stops there exactly as in train_run: no update from that loss (its loss is masked out of
+    the backward, so no gradient reaches any other member) and no weights after it.
+
+    `resumes[i]` is member i's training_state() (train_run's format); all must be at the same step.
+    `on_epoch_end(states_fn)` is called after every epoch; states_fn() builds every member's
+    training_state (built only if the caller saves).
+    """
+    (name,), (batch_size,) = {r.optimizer for r in runs}, {r.batch_size for r in runs}
+    train_cfg, options = config["train"], config["optimizers"][name]
+    resumes = resumes or [None] * len(runs)
+    x = tensors["x_train"].to(device)
+    y = tensors["y_train"].to(device)
+    n = len(x)
+    per_epoch = steps_per_epoch(n, batch_size, train_cfg["drop_last"])
+    total = train_cfg["epochs"] * per_epoch
+    results = [RunResult(run=run, steps_per_epoch=per_epoch, total_steps=total) for run in runs]
+
+    models = [init_model(tensors["x_train"], config["model"]["hidden"], run.seed) for run in runs]
+    for model, resume in zip(models, resumes):
+        if resume is not None:
+            model.load_state_dict(resume["model"])
+    keys = list(models[0].state_dict())
+    stacked = {k: v.to(device) for k, v in stacked_parameters(models).items()}
+    params = list(stacked.values())
+    # Members go through forward and backward in chunks whose activations stay in cache (measured
+    # ~2× faster at batch 256 than one product over all members); the update is one per bundle.
+    # Each chunk computes on leaf views of the stacked tensors whose .grad are views of the stacked
+    # gradients, so backward accumulates in place (no zero-filled full-size gradient per chunk).
+    chunk = member_chunk(batch_size, max(config["model"]["hidden"] + [x[0].numel()]))
+    chunks = [slice(start, start + chunk) for start in range(0, len(runs), chunk)]
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    chunk_params = []
+    for part in chunks:
+        views = {k: p[part].requires_grad_() for k, p in stacked.items()}
+        for k, view in views.items():
+            view.grad = stacked[k].grad[part]
+        chunk_params.append(views)
+    lrs = [run.lr for run in runs]
+    optimizer = make_bundle_optimizer(name, params, lrs, options)
+    orders = [torch.Generator().manual_seed(derived_seed(run.seed, "order")) for run in runs]
+    for member, (result, resume) in enumerate(zip(results, resumes)):
+        if resume is None:
+            continue
+        load_member_optimizer_state(optimizer, params, member, resume["optimizer"])
+        orders[member].set_state(resume["order_rng"])
+        result.status, result.diverged_step = resume["status"], resume["diverged_step"]
+        result.checkpoint_steps = list(resume["checkpoint_steps"])
+        result.checkpoint_states = list(resume["checkpoint_states"])
+        result.log_steps, result.log_losses = resume["log_steps"].tolist(), resume["log_losses"].tolist()
+        result.steps_done, result.epochs_done = resume["steps_done"], resume["epochs_done"]
+        result.train_seconds = resume["train_seconds"]
+    training = [r for r in results if r.status == "ok"]
+    if len({r.steps_done for r in training}) > 1:
+        raise ValueError("bundle members must resume from the same step; train them as separate bundles")
+    if not training:
+        return results
+    step = training[0].steps_done
+    if step and announce_resume:
+        log(f"bundle of {len(runs)}: resuming at epoch {training[0].epochs_done}, step {step}")
+    schedule = checkpoint_schedule(total, train_cfg["checkpoints"])
+    pending = [[s for s in schedule if s not in r.checkpoint_steps] for r in results]
+    active = torch.tensor([r.status == "ok" for r in results], device=device)
+
+    def member_state(member: int) -> dict:
+        return {k: stacked[k].detach()[member].to("cpu", copy=True) for k in keys}
+
+    def checkpoint(member: int, at: int) -> None:
+        pending[member].pop(0)
+        results[member].checkpoint_steps.append(at)
+        results[member].checkpoint_states.append(member_state(member))
+
+    def training_state(member: int) -> dict:
+        result = results[member]
+        return {
+            "model": member_state(member),
+            "optimizer": member_optimizer_state(name, optimizer, params, member, lrs[member], options),
+            "order_rng": orders[member].get_state(), "status": result.status,
+            "diverged_step": result.diverged_step, "checkpoint_steps": list(result.checkpoint_steps),
+            "checkpoint_states": list(result.checkpoint_states),
+            "log_steps": torch.tensor(result.log_steps, dtype=torch.int64),
+            "log_losses": torch.tensor(result.log_losses, dtype=torch.float64),
+            "steps_done": result.steps_done, "epochs_done": result.epochs_done,
+            "train_seconds": result.train_seconds,
+        }
+
+    def diverge(member: int, at: int) -> None:
+        result = results[member]
+        result.status, result.diverged_step, result.steps_done = "diverged", at, at - 1
+        log(f"{runs[member]}: diverged at step {at} (non-finite mini-batch loss)")
+        # Mark, never fill: the scheduled checkpoints after divergence get no weights.
+        result.checkpoint_steps += pending[member]
+        result.checkpoint_states += [None] * len(pending[member])
+        pending[member].clear()
+
+    started = time.perf_counter() - training[0].train_seconds
+    if step == 0:
+        for member in range(len(runs)):
+            if pending[member] and pending[member][0] == 0:
+                checkpoint(member, 0)
+    log_every = train_cfg["log_every"]
+    while active.any() and step < total:
+        # Every member draws its permutation each epoch, as its solo run would (diverged ones too: unused).
+        permutations = torch.stack([torch.randperm(n, generator=g) for g in orders]).to(device)
+        logged_steps, logged_losses = [], []
+        for batch in range(per_epoch):
+            index = permutations[:, batch * batch_size:(batch + 1) * batch_size]
+            step_losses = torch.empty(len(runs), device=device)
+            for part, views in zip(chunks, chunk_params):
+                losses = member_losses(views, x[index[part]], y[index[part]])
+                step_losses[part] = losses.detach()
+                finite = torch.isfinite(losses.detach())
+                if not bool(finite[active[part]].all()):
+                    for member in (torch.nonzero(active[part] & ~finite).flatten() + part.start).tolist():
+                        diverge(member, step + 1)
+                    active[part] &= finite
+                # where(), not a product: 0 × NaN would leak NaN into the shared backward.
+                torch.where(active[part], losses, torch.zeros_like(losses)).sum().backward()
+            if not active.any():
+                break
+            optimizer.step()
+            for p in params:
+                p.grad.zero_()
+            step += 1
+            if step % log_every == 0:
+                logged_steps.append(step)
+                logged_losses.append(torch.where(active, step_losses, math.nan))
+            if any(p and p[0] == step for p in pending):
+                for member in torch.nonzero(active).flatten().tolist():
+                    if pending[member] and pending[member][0] == step:
+                        checkpoint(member, step)
+        table = torch.stack(logged_losses).to("cpu", torch.float64).T.tolist() if logged_losses else []
+        elapsed = time.perf_counter() - started
+        for member, result in enumerate(results):
+            if table:
+                keep = [(s, v) for s, v in zip(logged_steps, table[member]) if not math.isnan(v)]
+                result.log_steps += [s for s, _ in keep]
+                result.log_losses += [v for _, v in keep]
+            if result.status == "ok":
+                result.steps_done = step
+                result.epochs_done += 1
+            result.train_seconds = elapsed
+        ok = [r for r in results if r.status == "ok"]
+        if ok:
+            log(f"bundle of {len(runs)} ({name}, bs {batch_size}): epoch {ok[0].epochs_done}/{train_cfg['epochs']} "
+                f"step {step}, {len(ok)} members training")
+        if on_epoch_end is not None:
+            on_epoch_end(lambda: [training_state(member) for member in range(len(runs))])
+        alive = [m for m, r in enumerate(results) if r.status == "ok"]
+        if 0 < len(alive) < len(runs) and step < total:
+            return _continue_without_diverged(tensors, runs, config, device, log, results, alive,
+                                              [training_state(m) for m in range(len(runs))], on_epoch_end)
+    return results
+
+
+def _continue_without_diverged(tensors, runs, config, device, log, results, alive, states, on_epoch_end):
+    """Drop diverged members from the ensemble: the survivors continue from their states as a
+    smaller bundle (same numbers: a member's products never involve another member)."""
+    log(f"{len(runs) - len(alive)} diverged member(s) leave the bundle; {len(alive)} continue")
+
+    def epoch_end(build_alive):
+        def build_all():
+            fresh = dict(zip(alive, build_alive()))
+            return [fresh.get(m, states[m]) for m in range(len(runs))]
+        on_epoch_end(build_all)
+
+    rest = train_bundle(tensors, [runs[m] for m in alive], config, device, log, [states[m] for m in alive],
+                        epoch_end if on_epoch_end is not None else None, announce_resume=False)
+    for m, result in zip(alive, rest):
+        results[m] = result
+    return results

@@ -1,0 +1,13 @@
+"""Snakemake job: draw the figures named by the rule's outputs from the tables in its inputs."""
+import pandas as pd
+
+from optbench.figures import make
+from optbench.io import atomic_write_text
+from optbench.jobs import job_log
+
+with job_log(snakemake.log[0]) as log:
+    tables = {name: pd.read_csv(path) for name, path in snakemake.input.items()}
+    for name, path in snakemake.output.items():
+        svg = make(name, tables, snakemake.config)
+        atomic_write_text(svg, path)
+        log(f"{path}: {len(svg) / 1024:.0f} KiB")

@@ -1,0 +1,166 @@
+"""Run bundles: each member equals its run trained alone with torch.optim; divergence stays inside a member."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from optbench.bundle import VectorisedOptimizer, member_chunk, partition, train_bundle
+from optbench.config import Run
+from optbench.io import atomic_torch_save, load_tensors
+from optbench.model import make_optimizer
+from optbench.train import derived_seed, init_model, train_run
+
+OPTIONS = {"sgd": {"momentum": 0.9, "weight_decay": 1e-3},
+           "adam": {"betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 1e-3},
+           "adamw": {"betas": [0.8, 0.99], "eps": 1e-8, "weight_decay": 0.01}}
+LRS = {"sgd": [0.05, 0.2, 0.1], "adam": [0.001, 0.004, 0.002], "adamw": [0.001, 0.004, 0.002]}
+
+
+def quiet(_):
+    pass
+
+
+def twenty_steps(tensors, config, optimizer):
+    """320 samples at batch 16 with drop_last: one epoch is exactly 20 steps, the last one a checkpoint."""
+    config = copy.deepcopy(config)
+    config["optimizers"][optimizer] = {**OPTIONS[optimizer], "lrs": LRS[optimizer]}
+    config["train"].update(epochs=1, checkpoints=6, drop_last=True)
+    return {**tensors, "x_train": tensors["x_train"][:320], "y_train": tensors["y_train"][:320]}, config
+
+
+def solo_torch_optim(tensors, config, run, steps):
+    """The oracle: one model, torch.optim, the member's own init and data order, `steps` updates."""
+    model = init_model(tensors["x_train"], config["model"]["hidden"], run.seed)
+    optimizer = make_optimizer(run.optimizer, model.parameters(), run.lr, config["optimizers"][run.optimizer])
+    order = torch.Generator().manual_seed(derived_seed(run.seed, "order"))
+    permutation = torch.randperm(len(tensors["x_train"]), generator=order)
+    for step in range(steps):
+        index = permutation[step * run.batch_size:(step + 1) * run.batch_size]
+        nn.CrossEntropyLoss()(model(tensors["x_train"][index]), tensors["y_train"][index]).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.state_dict()
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+@pytest.mark.parametrize("shared_lr", [True, False])
+def test_member_matches_its_run_alone_over_20_steps(mnist1d_tensors, config, optimizer, shared_lr):
+    tensors, config = twenty_steps(mnist1d_tensors, config, optimizer)
+    lrs = LRS[optimizer][:1] * 3 if shared_lr else LRS[optimizer]  # shared: torch.optim; else ours
+    runs = [Run(optimizer, 16, lr, seed) for lr, seed in zip(lrs, (0, 1, 2))]
+    results = train_bundle(tensors, runs, config, log=quiet)
+    for run, result in zip(runs, results):
+        assert result.status == "ok" and result.steps_done == 20 and result.checkpoint_steps[-1] == 20
+        expected = solo_torch_optim(tensors, config, run, 20)
+        for key, value in expected.items():
+            torch.testing.assert_close(result.checkpoint_states[-1][key], value, rtol=0, atol=1e-5)
+        assert result.checkpoint_states[0]["1.weight"].equal(init_model(tensors["x_train"], [16], run.seed)[1].weight)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_vectorised_update_equals_torch_optim_per_member(optimizer):
+    torch.manual_seed(0)
+    lrs = [0.3, 0.01, 0.07]
+    stacked = [torch.randn(3, 5, 4).requires_grad_(), torch.randn(3, 5).requires_grad_()]
+    alone = [[nn.Parameter(p.detach()[m].clone()) for p in stacked] for m in range(3)]
+    ours = VectorisedOptimizer(optimizer, stacked, lrs, OPTIONS[optimizer])
+    theirs = [make_optimizer(optimizer, params, lr, OPTIONS[optimizer]) for params, lr in zip(alone, lrs)]
+    for _ in range(15):
+        grads = [torch.randn_like(p) for p in stacked]
+        for p, g in zip(stacked, grads):
+            p.grad = g.clone()
+        ours.step()
+        for m, optim in enumerate(theirs):
+            for q, g in zip(alone[m], grads):
+                q.grad = g[m].clone()
+            optim.step()
+    for m in range(3):
+        for p, q in zip(stacked, alone[m]):
+            torch.testing.assert_close(p.detach()[m], q.detach(), rtol=1e-6, atol=1e-7)
+
+
+def test_a_diverged_member_changes_no_other_member(mnist1d_tensors, config):
+    tensors = {**mnist1d_tensors, "x_train": mnist1d_tensors["x_train"][:512],
+               "y_train": mnist1d_tensors["y_train"][:512]}
+    config["train"].update(epochs=2)
+    calm = [Run("sgd", 32, 0.1, 0), Run("sgd", 32, 0.2, 1)]
+    wild = Run("sgd", 32, 1e6, 2)
+    alone = train_bundle(tensors, calm, config, log=quiet)
+    together = train_bundle(tensors, [calm[0], wild, calm[1]], config, log=quiet)
+    solo_wild = train_run(tensors, wild, config, log=quiet)
+    diverged = together[1]
+    assert diverged.status == "diverged" == solo_wild.status
+    assert diverged.diverged_step == solo_wild.diverged_step and diverged.steps_done == solo_wild.steps_done
+    assert diverged.checkpoint_steps == solo_wild.checkpoint_steps
+    assert [s is None for s in diverged.checkpoint_states] == [s is None for s in solo_wild.checkpoint_states]
+    assert diverged.log_steps == solo_wild.log_steps
+    for a, b in zip(alone, (together[0], together[2])):
+        assert b.status == "ok" and a.log_losses == b.log_losses
+        for x, y in zip(a.checkpoint_states, b.checkpoint_states):
+            assert all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_bundle_resumed_from_a_saved_epoch_is_bit_identical(tmp_path, mnist1d_tensors, config):
+    tensors = {**mnist1d_tensors, "x_train": mnist1d_tensors["x_train"][:512],
+               "y_train": mnist1d_tensors["y_train"][:512]}
+    config["train"]["epochs"] = 4
+    runs = [Run("adam", 32, 0.004, 0), Run("adam", 32, 0.001, 1)]
+    whole = train_bundle(tensors, runs, config, log=quiet)
+    saved = []
+
+    def keep_epoch_2(build):
+        saved.append(None)
+        if len(saved) == 2:
+            for i, state in enumerate(build()):
+                atomic_torch_save(state, tmp_path / f"state{i}.pt")
+
+    train_bundle(tensors, runs, config, log=quiet, on_epoch_end=keep_epoch_2)
+    states = [load_tensors(tmp_path / f"state{i}.pt") for i in range(2)]  # weights_only=True
+    assert [s["epochs_done"] for s in states] == [2, 2]
+    resumed = train_bundle(tensors, runs, config, log=quiet, resumes=states)
+    # a solo run continues from a bundle member's state too: the formats are the same
+    solo = train_run(tensors, runs[1], config, log=quiet, resume=states[1])
+    for a, b in zip(resumed, whole):
+        assert a.log_losses == b.log_losses and a.checkpoint_steps == b.checkpoint_steps
+        for x, y in zip(a.checkpoint_states, b.checkpoint_states):
+            assert all(torch.equal(x[k], y[k]) for k in x)
+    for key, value in whole[1].checkpoint_states[-1].items():
+        torch.testing.assert_close(solo.checkpoint_states[-1][key], value, rtol=0, atol=1e-5)
+
+
+def test_partition_cuts_each_optimizers_runs_into_near_equal_bundles(config):
+    config["grid"]["seeds"] = [0, 1, 2]
+    every_run = {(o, float(lr), s) for o in config["grid"]["optimizers"]
+                 for lr in config["optimizers"][o]["lrs"] for s in config["grid"]["seeds"]}
+    for size, expected in ((1, [1] * 9), (3, [3, 3, 3]), (4, [3, 3, 3]), (5, [4, 5]), (9, [9]), (36, [9])):
+        config["train"]["bundle_size"] = size
+        bundles = partition(config)
+        assert sorted(len(m) for (o, _), m in bundles.items() if o == "sgd") == sorted(expected)
+        assert {(o, lr, s) for (o, _), members in bundles.items() for lr, s in members} == every_run
+        assert sum(len(m) for m in bundles.values()) == len(every_run)
+
+
+def test_member_chunk_keeps_a_chunk_of_activations_within_the_cache_budget():
+    assert member_chunk(16, 100) >= 36        # small batches: the whole default bundle in one product
+    assert 4 <= member_chunk(256, 100) < 36   # large batches: cut so activations stay in cache
+    assert member_chunk(60000, 1000) == 1
+
+
+def test_bundle_with_a_diverged_member_resumes_bit_identically(tmp_path, mnist1d_tensors, config):
+    """States saved after a member diverged (and left the ensemble) continue like the uninterrupted bundle."""
+    tensors = {**mnist1d_tensors, "x_train": mnist1d_tensors["x_train"][:512],
+               "y_train": mnist1d_tensors["y_train"][:512]}
+    config["train"]["epochs"] = 3
+    runs = [Run("sgd", 32, 0.1, 0), Run("sgd", 32, 1e6, 1), Run("sgd", 32, 0.2, 2)]
+    whole = train_bundle(tensors, runs, config, log=quiet)
+    saved = []
+    train_bundle(tensors, runs, config, log=quiet, on_epoch_end=lambda build: saved.append(build()))
+    atomic_torch_save(saved[1], tmp_path / "states.pt")  # after epoch 2
+    states = load_tensors(tmp_path / "states.pt")  # weights_only=True round trip
+    assert states[1]["status"] == "diverged" and states[0]["epochs_done"] == 2
+    resumed = train_bundle(tensors, runs, config, log=quiet, resumes=states)
+    for a, b in zip(resumed, whole):
+        assert a.status == b.status and a.log_losses == b.log_losses and a.checkpoint_steps == b.checkpoint_steps
+        for x, y in zip(a.checkpoint_states, b.checkpoint_states):
+            assert (x is None) == (y is None) and (x is None or all(torch.equal(x[k], y[k]) for k in x))
