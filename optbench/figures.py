@@ -318,6 +318,8 @@ def trajectories(minibatch: pd.DataFrame, scores: pd.DataFrame, best: pd.DataFra
               "smallest lr that diverged": "tab:red"}
     with plt.rc_context(STYLE):
         fig, axes = panel_grid(1, len(optimizers), height=3.2, sharey=True)
+        first_window = minibatch.loc[minibatch["step"] == minibatch.groupby(PROBE_KEYS)["step"].transform("min"), "loss"]
+        top = 3 * float(first_window[np.isfinite(first_window)].median())
         for col, optimizer in enumerate(optimizers):
             ax = axes[0, col]
             for label, lr in trajectory_picks(scores, best, optimizer, batch_size).items():
@@ -330,9 +332,12 @@ def trajectories(minibatch: pd.DataFrame, scores: pd.DataFrame, best: pd.DataFra
                 status = scores[(scores["optimizer"] == optimizer) & (scores["batch_size"] == batch_size)
                                 & (scores["lr"] == lr) & (scores["seed"] == seed)]["status"]
                 if len(finite) and (status != "ok").any():
-                    ax.plot([finite["epoch"].iloc[-1]], [finite["loss"].iloc[-1]], "x", color=colors[label],
-                            markersize=7, mew=1.5)
+                    ax.plot([finite["epoch"].iloc[-1]], [min(finite["loss"].iloc[-1], top)], "x",
+                            color=colors[label], markersize=7, mew=1.5, clip_on=False)
             plain_log(ax)
+            # A diverging run climbs to 1e30 and more: cap the axis a little above the initial loss so the
+            # other curves stay readable; the capped curve leaves through the top edge, ✕ where it stopped.
+            ax.set_ylim(top=top)
             ax.set_title(f"{optimizer_label(optimizer)}, B = {batch_size}, seed {seed}")
             ax.set_xlabel("epoch")
             if col == 0:
