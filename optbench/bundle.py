@@ -212,12 +212,7 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
             continue
         load_member_optimizer_state(optimizer, params, member, resume["optimizer"])
         orders[member].set_state(resume["order_rng"])
-        result.status, result.diverged_step = resume["status"], resume["diverged_step"]
-        result.checkpoint_steps = list(resume["checkpoint_steps"])
-        result.checkpoint_states = list(resume["checkpoint_states"])
-        result.log_steps, result.log_losses = resume["log_steps"].tolist(), resume["log_losses"].tolist()
-        result.steps_done, result.epochs_done = resume["steps_done"], resume["epochs_done"]
-        result.train_seconds = resume["train_seconds"]
+        result.restore_progress(resume)
     training = [r for r in results if r.status == "ok"]
     if len({r.steps_done for r in training}) > 1:
         raise ValueError("bundle members must resume from the same step; train them as separate bundles")

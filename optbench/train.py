@@ -48,6 +48,16 @@ class RunResult:
     epochs_done: int = 0
     train_seconds: float = 0.0
 
+    def restore_progress(self, state: dict) -> None:
+        """Take status, checkpoints, log and counters from a training_state() (the rest of that
+        state — weights, optimizer, data order — belongs to whoever trains the run on)."""
+        self.status, self.diverged_step = state["status"], state["diverged_step"]
+        self.checkpoint_steps = list(state["checkpoint_steps"])
+        self.checkpoint_states = list(state["checkpoint_states"])
+        self.log_steps, self.log_losses = state["log_steps"].tolist(), state["log_losses"].tolist()
+        self.steps_done, self.epochs_done = state["steps_done"], state["epochs_done"]
+        self.train_seconds = state["train_seconds"]
+
     @property
     def finished(self) -> bool:
         return self.status == "diverged" or self.steps_done == self.total_steps
@@ -111,12 +121,7 @@ def train_run(tensors: dict, run: Run, config: dict, device: str = "cpu", log=pr
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         order.set_state(resume["order_rng"])
-        result.status, result.diverged_step = resume["status"], resume["diverged_step"]
-        result.checkpoint_steps = list(resume["checkpoint_steps"])
-        result.checkpoint_states = list(resume["checkpoint_states"])
-        result.log_steps, result.log_losses = resume["log_steps"].tolist(), resume["log_losses"].tolist()
-        result.steps_done, result.epochs_done = resume["steps_done"], resume["epochs_done"]
-        result.train_seconds = resume["train_seconds"]
+        result.restore_progress(resume)
         log(f"{run}: resuming at epoch {result.epochs_done}, step {result.steps_done}")
     pending = [s for s in checkpoint_schedule(total, train_cfg["checkpoints"]) if s not in result.checkpoint_steps]
 
