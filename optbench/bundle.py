@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from optbench.config import Run, steps_per_epoch
 from optbench.model import make_optimizer
-from optbench.train import RunResult, checkpoint_schedule, derived_seed, init_model
+from optbench.train import RunResult, checkpoint_schedule, derived_seed, init_model, training_state
 
 CACHE_BYTES = 2 ** 20  # activations per forward/backward chunk of members: about an L2 cache
 
@@ -233,19 +233,10 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
         results[member].checkpoint_steps.append(at)
         results[member].checkpoint_states.append(member_state(member))
 
-    def training_state(member: int) -> dict:
-        result = results[member]
-        return {
-            "model": member_state(member),
-            "optimizer": member_optimizer_state(name, optimizer, params, member, lrs[member], options),
-            "order_rng": orders[member].get_state(), "status": result.status,
-            "diverged_step": result.diverged_step, "checkpoint_steps": list(result.checkpoint_steps),
-            "checkpoint_states": list(result.checkpoint_states),
-            "log_steps": torch.tensor(result.log_steps, dtype=torch.int64),
-            "log_losses": torch.tensor(result.log_losses, dtype=torch.float64),
-            "steps_done": result.steps_done, "epochs_done": result.epochs_done,
-            "train_seconds": result.train_seconds,
-        }
+    def member_training_state(member: int) -> dict:
+        return training_state(results[member], member_state(member),
+                              member_optimizer_state(name, optimizer, params, member, lrs[member], options),
+                              orders[member])
 
     def diverge(member: int, at: int) -> None:
         result = results[member]
@@ -308,11 +299,11 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
             log(f"bundle of {len(runs)} ({name}, bs {batch_size}): epoch {ok[0].epochs_done}/{train_cfg['epochs']} "
                 f"step {step}, {len(ok)} members training")
         if on_epoch_end is not None:
-            on_epoch_end(lambda: [training_state(member) for member in range(len(runs))])
+            on_epoch_end(lambda: [member_training_state(member) for member in range(len(runs))])
         alive = [m for m, r in enumerate(results) if r.status == "ok"]
         if 0 < len(alive) < len(runs) and step < total:
             return _continue_without_diverged(tensors, runs, config, device, log, results, alive,
-                                              [training_state(m) for m in range(len(runs))], on_epoch_end)
+                                              [member_training_state(m) for m in range(len(runs))], on_epoch_end)
     return results
 
 

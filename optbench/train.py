@@ -78,11 +78,11 @@ def _to_cpu(value):
     return value
 
 
-def training_state(result: RunResult, model: nn.Module, optimizer, order: torch.Generator) -> dict:
+def training_state(result: RunResult, model_state: dict, optimizer_state: dict, order: torch.Generator) -> dict:
     """Everything needed to continue bit-identically from an epoch boundary; tensors and plain
-    Python values only, so torch.load(weights_only=True) reads it back."""
+    Python values only (CPU copies), so torch.load(weights_only=True) reads it back."""
     return {
-        "model": _cpu_copy(model.state_dict()), "optimizer": _to_cpu(optimizer.state_dict()),
+        "model": _cpu_copy(model_state), "optimizer": _to_cpu(optimizer_state),
         "order_rng": order.get_state(), "status": result.status, "diverged_step": result.diverged_step,
         "checkpoint_steps": list(result.checkpoint_steps), "checkpoint_states": list(result.checkpoint_states),
         "log_steps": torch.tensor(result.log_steps, dtype=torch.int64),
@@ -165,5 +165,5 @@ def train_run(tensors: dict, run: Run, config: dict, device: str = "cpu", log=pr
             log(f"{run}: epoch {result.epochs_done}/{train_cfg['epochs']} step {step} loss {loss_value:.4f}")
         result.train_seconds = time.perf_counter() - started
         if on_epoch_end is not None:
-            on_epoch_end(lambda: training_state(result, model, optimizer, order))
+            on_epoch_end(lambda: training_state(result, model.state_dict(), optimizer.state_dict(), order))
     return result

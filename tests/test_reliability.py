@@ -80,3 +80,19 @@ def test_training_and_evaluation_use_no_network(no_network, mnist1d_tensors, con
               "steps_per_epoch": result.steps_per_epoch}
     model = init_model(mnist1d_tensors["x_train"], config["model"]["hidden"], 0)
     assert len(evaluate_checkpoints(model, bundle, mnist1d_tensors, 1000)) == 3 * len(result.checkpoint_steps)
+
+
+def test_train_and_evaluate_jobs_import_no_torchvision_matplotlib_or_mnist1d():
+    """Their scripts' imports (DESIGN: data is materialised once, so these jobs stay light)."""
+    import subprocess
+    import sys
+
+    modules = set()
+    for script in ("train.py", "evaluate.py", "grad_variance.py"):
+        for line in (ROOT / "scripts" / script).read_text().splitlines():
+            if line.startswith("from optbench."):
+                modules.add(line.split()[1])
+    code = (f"import sys; import {', '.join(sorted(modules))}; "
+            "print(sorted(m for m in ('torchvision', 'matplotlib', 'mnist1d') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", f"{sorted(modules)} pull in {result.stdout.strip()}"
