@@ -121,6 +121,19 @@ def plain_log(ax, which: str = "y") -> None:
     axis.set_minor_formatter(PlainLogFormatter())
 
 
+def log2_axis(ax) -> None:
+    """Batch sizes are powers of two: a base-2 log x axis labelled with plain numbers."""
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+
+
+def batch_size_axis(ax) -> None:
+    """log2 batch size across, log loss-like quantity up."""
+    log2_axis(ax)
+    plain_log(ax)
+    ax.set_xlabel("batch size")
+
+
 def ordered(values, order) -> list:
     """`values` in the config's order (`order`), unknown ones after, each once."""
     present = list(dict.fromkeys(values))
@@ -419,10 +432,7 @@ def scaling(best_train: pd.DataFrame | None, best_val: pd.DataFrame | None, fits
             if fit and np.isfinite(fit[0]):
                 title += f": α = {fit[0]:.2f} [{fit[1]:.2f}, {fit[2]:.2f}]"
             ax.set_title(title)
-            ax.set_xscale("log", base=2)
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
-            plain_log(ax)
-            ax.set_xlabel("batch size")
+            batch_size_axis(ax)
             if col == 0:
                 ax.set_ylabel("best learning rate lr*")
         handles, labels = axes[0, 0].get_legend_handles_labels()
@@ -471,10 +481,7 @@ def steps_to_target(steps: pd.DataFrame, order=()) -> str:
                            label="B_simple near the target")
                 title += f", B_simple {short(first['b_simple'])}"
             ax.set_title(title, fontsize=9)
-            ax.set_xscale("log", base=2)
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
-            plain_log(ax)
-            ax.set_xlabel("batch size")
+            batch_size_axis(ax)
             if col == 0:
                 ax.set_ylabel("optimizer steps to the target")
         handles, labels = {}, {}
@@ -537,8 +544,7 @@ def gradvar(moments: pd.DataFrame, slopes: pd.DataFrame | None = None, per_run: 
                 bottom.plot(m, (n - m) / (n - 1), "-", color="tab:red", linewidth=1)
                 for ax in (top, bottom):
                     ax.axvline(n / 20, linestyle=":", color="grey", linewidth=0.8)
-                    ax.set_xscale("log", base=2)
-                    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+                    log2_axis(ax)
                 plain_log(top)
                 top.tick_params(labelbottom=False)
                 title = f"epoch {pick['epoch']:.3g}"
