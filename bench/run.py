@@ -27,7 +27,8 @@ from torch.utils.data import DataLoader, TensorDataset
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from optbench.bundle import member_chunk, partition, train_bundle  # noqa: E402
+from optbench.bundle import member_chunk, train_bundle  # noqa: E402
+from optbench.config import partition  # noqa: E402
 from optbench.config import Run, load_config, prepare_config  # noqa: E402
 from optbench.data import build_dataset  # noqa: E402
 from optbench.model import make_mlp, make_optimizer  # noqa: E402

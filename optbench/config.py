@@ -217,6 +217,21 @@ def groups(config: dict) -> list[tuple[str, int, float]]:
     return list(seen)
 
 
+def partition(config: dict) -> dict[tuple[str, int], list[tuple[float, int]]]:
+    """(optimizer, index) → a bundle's runs as (lr, seed): each optimizer's runs, lr-major, cut into
+    near-equal bundles of at most train.bundle_size (1: one run each; a multiple of the seed count
+    keeps a learning rate's seeds together). Every batch size has the same bundles."""
+    size, seeds = config["train"]["bundle_size"], config["grid"]["seeds"]
+    cut = {}
+    for optimizer in config["grid"]["optimizers"]:
+        members = [(float(lr), seed) for lr in config["optimizers"][optimizer]["lrs"] for seed in seeds]
+        count = -(-len(members) // size)
+        bounds = [round(i * len(members) / count) for i in range(count + 1)]
+        for index in range(count):
+            cut[(optimizer, index)] = members[bounds[index]:bounds[index + 1]]
+    return cut
+
+
 def model_tag(config: dict) -> str:
     return "mlp" + "x".join(str(w) for w in config["model"]["hidden"])
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from optbench.bundle import VectorisedOptimizer, member_chunk, partition, train_bundle
-from optbench.config import Run
+from optbench.bundle import VectorisedOptimizer, member_chunk, train_bundle
+from optbench.config import Run, partition
 from optbench.io import atomic_torch_save, load_tensors
 from optbench.model import make_optimizer
 from optbench.train import derived_seed, init_model, train_run

@@ -12,6 +12,7 @@ from optbench.config import (  # noqa: E402
     experiment_tag,
     groups,
     lr_tag,
+    partition,
     prepare_config,
     total_steps,
 )
@@ -21,7 +22,6 @@ try:
 except ConfigError as error:
     raise WorkflowError(f"invalid configuration: {error}") from None
 
-from optbench.bundle import partition  # noqa: E402  (after validation: needs train.bundle_size)
 
 ENV = "../../environment.yml"
 EXP = experiment_tag(config)
