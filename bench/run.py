@@ -31,6 +31,7 @@ from optbench.bundle import member_chunk, train_bundle  # noqa: E402
 from optbench.config import partition  # noqa: E402
 from optbench.config import Run, load_config, prepare_config  # noqa: E402
 from optbench.data import build_dataset  # noqa: E402
+from optbench.jobs import setup_job  # noqa: E402
 from optbench.model import make_mlp, make_optimizer  # noqa: E402
 from optbench.train import train_run  # noqa: E402
 from tests.tutorial import train_loop  # noqa: E402
@@ -88,25 +89,30 @@ def matmul_flops(config, input_width, batch_size) -> tuple[float, list]:
     return flops, layers
 
 
-def bare_matmuls(layers, members, batch_size, steps):
+def bare_matmuls(layers, members, batch_size, steps, orientation):
     """The same products at the same shapes (batched over a chunk of members, as the trainer cuts
-    them: optbench.bundle.member_chunk), nothing else."""
+    them: optbench.bundle.member_chunk), nothing else. orientation "features-first" is the trainer's
+    (activations (features, batch): W·h); "batch-first" computes the transposed products (h·Wᵀ), as
+    nn.Linear does; the FLOP fraction is taken against the faster of the two."""
     chunk = min(members, member_chunk(batch_size, max(w for layer in layers for w in layer)))
     operands = []
     for start in range(0, members, chunk):
         size = min(chunk, members - start)
         for k, (i, o) in enumerate(layers):
-            a, w, d = torch.randn(size, batch_size, i), torch.randn(size, o, i), torch.randn(size, batch_size, o)
-            operands.append((a, w, d, k > 0))
+            w = torch.randn(size, o, i)
+            if orientation == "features-first":
+                a, d = torch.randn(size, i, batch_size), torch.randn(size, o, batch_size)
+                products = [(w, a), (d, a.transpose(1, 2))] + ([(w.transpose(1, 2), d)] if k else [])
+            else:
+                a, d = torch.randn(size, batch_size, i), torch.randn(size, batch_size, o)
+                products = [(a, w.transpose(1, 2)), (d.transpose(1, 2), a)] + ([(d, w)] if k else [])
+            operands += products  # forward, weight gradient, input gradient (not for the data)
 
     def run():
         start = time.perf_counter()
         for _ in range(steps):
-            for a, w, d, input_grad in operands:
-                torch.bmm(a, w.transpose(1, 2))           # forward
-                torch.bmm(d.transpose(1, 2), a)           # weight gradient
-                if input_grad:
-                    torch.bmm(d, w)                       # input gradient
+            for left, right in operands:
+                torch.bmm(left, right)
         return steps, time.perf_counter() - start
 
     return run
@@ -161,7 +167,7 @@ def main() -> None:
     args = parser.parse_args()
     config = prepare_config(load_config(args.config))
     threads = config["train"]["threads"]
-    torch.set_num_threads(threads)
+    setup_job(threads, "cpu")  # the process set-up of a training job (threads, malloc)
     tensors = build_dataset(config["dataset"])
     n = len(tensors["x_train"])
     members = len(default_bundle(config))
@@ -195,22 +201,25 @@ def main() -> None:
     step_flops, layers = matmul_flops(config, tensors["x_train"].shape[1], batch_size)
     rates = interleaved({
         "bundle": lambda: bundle_epochs(tensors, short, batch_size),
-        "bare_bundle": bare_matmuls(layers, members, batch_size, steps_per_run),
+        "bare_bundle": bare_matmuls(layers, members, batch_size, steps_per_run, "features-first"),
+        "bare_bundle_t": bare_matmuls(layers, members, batch_size, steps_per_run, "batch-first"),
         "trainer": lambda: trainer_epochs(tensors, short, batch_size),
-        "bare_solo": bare_matmuls(layers, 1, batch_size, steps_per_run),
+        "bare_solo": bare_matmuls(layers, 1, batch_size, steps_per_run, "batch-first"),
     }, args.repeats)
     flops = {name: work / batch_size * step_flops / seconds if "bare" not in name
-             else work * step_flops * (members if name == "bare_bundle" else 1) / seconds
+             else work * step_flops * (1 if name == "bare_solo" else members) / seconds
              for name, (work, seconds) in rates.items()}
+    bare_bundle = max(flops["bare_bundle"], flops["bare_bundle_t"])
     print(f"\nbatch 256: forward + backward matmul FLOPs per member-step = {step_flops:,} "
           f"(2·B·in·out forward and weight-gradient per layer, input-gradient for layers ≥ 2)")
     print("| at batch 256 | GFLOP/s | bare same-shape matmuls GFLOP/s | fraction |")
     print("| --- | ---: | ---: | ---: |")
-    print(f"| bundle of {members} | {flops['bundle'] / 1e9:.2f} | {flops['bare_bundle'] / 1e9:.2f} | "
-          f"{flops['bundle'] / flops['bare_bundle']:.2f} |")
+    print(f"| bundle of {members} | {flops['bundle'] / 1e9:.2f} | {bare_bundle / 1e9:.2f} (features-first "
+          f"{flops['bare_bundle'] / 1e9:.2f}, batch-first {flops['bare_bundle_t'] / 1e9:.2f}) | "
+          f"{flops['bundle'] / bare_bundle:.2f} |")
     print(f"| trainer, 1 run | {flops['trainer'] / 1e9:.2f} | {flops['bare_solo'] / 1e9:.2f} | "
           f"{flops['trainer'] / flops['bare_solo']:.2f} |")
-    targets.append(("bs256_flops_vs_bare", flops["bundle"] / flops["bare_bundle"], 0.70, ">="))
+    targets.append(("bs256_flops_vs_bare", flops["bundle"] / bare_bundle, 0.70, ">="))
 
     ratio, note = gradvar_cost_ratio()
     print(f"\nper-sample σ² cost / one plain backward over the same samples: "

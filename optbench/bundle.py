@@ -26,26 +26,29 @@ def stacked_parameters(models: list[nn.Sequential]) -> dict[str, torch.Tensor]:
 
 
 def bundle_forward(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """x: (members, batch, ...) → logits (members, batch, classes): one baddbmm per layer.
+    """x: (members, batch, ...) → logits (members, classes, batch): one baddbmm per layer.
 
     Batched matmuls rather than torch.func.vmap(functional_call): bench/run.py measured them faster
     here (fewer dispatches per step), and each member's product is its own block of the batch.
+    Activations are held as (members, features, batch), i.e. h_next = W·h + b: then cross-entropy
+    normalises over dim 1 with the batch contiguous (log_softmax over a 10-wide last dim was ~25×
+    slower), and every gradient autograd produces is contiguous in its activation's layout, so the
+    ReLU backward never runs a strided kernel. Measured (bench/run.py's FLOP rounds): 0.64 → 0.74–0.77
+    of the bare-matmul rate at batch 256, and 20–25 % more member-samples/s at batch 16 and 64 too.
     """
-    h = x.flatten(2)
+    h = x.flatten(2).transpose(1, 2)
     names = list(params)
     for i in range(0, len(names), 2):
         weight, bias = params[names[i]], params[names[i + 1]]
-        h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+        h = torch.baddbmm(bias.unsqueeze(2), weight, h)
         if i + 2 < len(names):
-            h = torch.relu(h)
+            h = h.relu_()  # in place: baddbmm's backward needs its inputs, not its output
     return h
 
 
 def member_losses(params: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Each member's mean cross-entropy over its own mini-batch: (members,)."""
-    logits = bundle_forward(params, x)
-    per_sample = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
-    return per_sample.view(y.shape).mean(1)
+    return F.cross_entropy(bundle_forward(params, x), y, reduction="none").mean(1)
 
 
 def member_chunk(batch_size: int, width: int, element_size: int = 4) -> int:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import contextlib
-import sys
+import ctypes
+import platform
 import time
 
 import torch
@@ -36,7 +37,29 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h> parameter numbers
+ALLOCATOR_THRESHOLD = 32 * 2 ** 20  # the largest mmap threshold glibc accepts on 64-bit systems
+
+
+def retain_freed_memory() -> bool:
+    """Let glibc's malloc reuse freed blocks of up to 32 MiB instead of unmapping them.
+
+    Torch's CPU allocator is plain malloc. A training step allocates and frees megabyte-sized
+    activations and gradients; above glibc's mmap threshold (dynamic, starting at 128 KiB) many of
+    them become fresh mmaps, i.e. ~256 page faults per MiB, again every step. Measured on the default
+    bundle at batch 256 (20 epochs of bench/run.py's FLOP rounds): 56k–89k page faults without this,
+    ~15k (the first steps only) with it, and 3–5 % more FLOP/s. The jobs are short-lived, so keeping
+    their peak heap costs nothing. A no-op (False) where the C library is not glibc.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(None)
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, ALLOCATOR_THRESHOLD)
+                and libc.mallopt(M_TRIM_THRESHOLD, 2 * ALLOCATOR_THRESHOLD))
+
+
 def setup_job(threads: int, device_request: str) -> str:
-    """Fix the thread count (part of the determinism contract) and pick the device."""
+    """Fix the thread count (part of the determinism contract), tune malloc, and pick the device."""
     torch.set_num_threads(threads)
+    retain_freed_memory()
     return resolve_device(device_request)

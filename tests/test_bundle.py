@@ -1,15 +1,18 @@
 """Run bundles: each member equals its run trained alone with torch.optim; divergence stays inside a member."""
 import copy
+import importlib.util
 
 import pytest
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from optbench.bundle import VectorisedOptimizer, member_chunk, train_bundle
+from optbench.bundle import VectorisedOptimizer, member_chunk, member_losses, stacked_parameters, train_bundle
 from optbench.config import Run, partition
 from optbench.io import atomic_torch_save, load_tensors
 from optbench.model import make_optimizer
 from optbench.train import derived_seed, init_model, train_run
+from tests.conftest import ROOT
 
 OPTIONS = {"sgd": {"momentum": 0.9, "weight_decay": 1e-3},
            "adam": {"betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 1e-3},
@@ -164,3 +167,23 @@ def test_bundle_with_a_diverged_member_resumes_bit_identically(tmp_path, mnist1d
         assert a.status == b.status and a.log_losses == b.log_losses and a.checkpoint_steps == b.checkpoint_steps
         for x, y in zip(a.checkpoint_states, b.checkpoint_states):
             assert (x is None) == (y is None) and (x is None or all(torch.equal(x[k], y[k]) for k in x))
+
+
+def test_bench_flop_count_equals_torchs_count_for_a_bundle_step_and_for_its_bare_products(config):
+    """The FLOP/s target rests on bench/run.py's count: check it against torch's own FlopCounterMode
+    on a real forward + backward of a bundle, and the bare reference's products in both orientations."""
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    members, batch_size, x = 3, 64, torch.randn(10, 40)
+    models = [init_model(x, config["model"]["hidden"], seed) for seed in range(members)]
+    params = {k: v.requires_grad_() for k, v in stacked_parameters(models).items()}
+    stated, layers = bench.matmul_flops(config, 40, batch_size)
+    with FlopCounterMode(display=False) as counted:
+        member_losses(params, torch.randn(members, batch_size, 40),
+                      torch.randint(0, 10, (members, batch_size))).sum().backward()
+    assert counted.get_total_flops() == stated * members
+    for orientation in ("features-first", "batch-first"):
+        with FlopCounterMode(display=False) as counted:
+            bench.bare_matmuls(layers, members, batch_size, 1, orientation)()
+        assert counted.get_total_flops() == stated * members, orientation

@@ -1,6 +1,9 @@
 """Trainer: the tutorial's loop semantics, divergence as a result, determinism, resume."""
 import copy
 import math
+import platform
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -12,6 +15,7 @@ from optbench.evaluate import evaluate_split
 from optbench.io import atomic_torch_save, load_tensors
 from optbench.model import make_optimizer
 from optbench.train import checkpoint_schedule, derived_seed, init_model, train_run
+from tests.conftest import ROOT
 from tests.tutorial import train_loop
 
 
@@ -114,3 +118,29 @@ def test_optimizer_options_reach_torch_optim():
     assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["betas"] == (0.8, 0.99)
     adamw = make_optimizer("adamw", params, 1e-3, {})
     assert isinstance(adamw, torch.optim.AdamW) and math.isclose(adamw.param_groups[0]["weight_decay"], 0.01)
+
+
+FAULTS_PER_BLOCK = """
+import resource, sys, torch
+from optbench.jobs import retain_freed_memory
+if sys.argv[1] == "tuned":
+    assert retain_freed_memory()
+# Each block a page larger than the last: glibc's dynamic mmap threshold, raised to the size of
+# the last freed mmapped block, sends every one of them to a fresh mmap unless the job fixed it.
+sizes = [2 ** 20 + 4096 * k for k in range(200)]
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for size in sizes:
+    torch.empty(size, dtype=torch.uint8).fill_(1)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / len(sizes))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc tuning is glibc's")
+def test_job_setup_lets_malloc_reuse_freed_megabyte_blocks_instead_of_faulting_in_fresh_pages():
+    def faults_per_block(mode):
+        out = subprocess.run([sys.executable, "-c", FAULTS_PER_BLOCK, mode], capture_output=True,
+                             text=True, check=True, cwd=ROOT)
+        return float(out.stdout.split()[-1])
+
+    assert faults_per_block("plain") > 200   # the control: a 1 MiB block is 256 pages
+    assert faults_per_block("tuned") < 30
