@@ -6,7 +6,8 @@ from optbench.io import atomic_write_text
 from optbench.jobs import job_log
 
 with job_log(snakemake.log[0]) as log:
-    tables = {name: pd.read_csv(path) for name, path in snakemake.input.items()}
+    # "sources" lists the drawing code (an input only so that editing it redraws)
+    tables = {name: pd.read_csv(path) for name, path in snakemake.input.items() if name != "sources"}
     for name, path in snakemake.output.items():
         svg = make(name, tables, snakemake.config)
         atomic_write_text(svg, path)

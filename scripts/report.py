@@ -12,6 +12,8 @@ FIGURE = "figure_"
 with job_log(snakemake.log[0]) as log:
     tables, svgs = {}, {}
     for name, path in snakemake.input.items():
+        if name == "sources":  # templates and rendering code: inputs only so that editing them re-renders
+            continue
         if name.startswith(FIGURE):
             svgs[name[len(FIGURE):]] = Path(path).read_text()
         else:

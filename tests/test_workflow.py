@@ -1,4 +1,5 @@
 """The Snakemake DAG end to end: dry run of the default config, the tiny config, idempotence, lint."""
+import re
 import time
 
 import pandas as pd
@@ -47,6 +48,25 @@ def test_tiny_config_runs_end_to_end(tiny_workdir, tiny_config):
 def test_second_invocation_has_nothing_to_do(tiny_workdir):
     result = snakemake(tiny_workdir, "-n", "--cores", "2")
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("source, reruns", [
+    ("workflow/report/report.css", {"report"}),
+    ("optbench/figures.py", {"figures", "analysis_figures", "gradvar_figures", "report"}),
+    ("optbench/train.py", set()),   # library code behind the grid: never retrains it unasked
+])
+def test_editing_presentation_code_reruns_what_it_draws_and_nothing_upstream(tiny_workdir, source, reruns):
+    path = ROOT / source
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + (b"\n/* edited */\n" if source.endswith(".css") else b"\n# edited\n"))
+        result = snakemake(tiny_workdir, "-n", "--cores", "2")
+    finally:
+        path.write_bytes(original)
+    planned = set(re.findall(r"^(\w+)\s+\d+$", result.stdout, flags=re.M)) - {"all", "total"}
+    assert planned == reruns
+    # content, not mtime, decides: the restored file (newer mtime, same bytes) reruns nothing
+    assert "Nothing to be done" in snakemake(tiny_workdir, "-n", "--cores", "2").stdout
 
 
 def test_tables_are_bit_identical_when_rerun_from_scratch(tiny_workdir, tmp_path):

@@ -11,6 +11,7 @@ report: "../report/workflow.rst"
 rule figures:
     input:
         unpack(report_spine_figure_tables),
+        sources=PRESENTATION_CODE,
     output:
         **report_figure_outputs("spine"),
     log:
@@ -24,6 +25,7 @@ rule figures:
 rule analysis_figures:
     input:
         unpack(report_analysis_figure_tables),
+        sources=PRESENTATION_CODE,
     output:
         **report_figure_outputs("analysis"),
     log:
@@ -37,6 +39,7 @@ rule analysis_figures:
 rule gradvar_figures:
     input:
         unpack(lambda wildcards: report_stage_tables("gradvar")),
+        sources=PRESENTATION_CODE,
     output:
         **report_figure_outputs("gradvar"),
     log:
