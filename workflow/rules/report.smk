@@ -11,7 +11,7 @@ report: "../report/workflow.rst"
 rule figures:
     input:
         unpack(report_spine_figure_tables),
-        sources=PRESENTATION_CODE,
+        sources=FIGURE_SOURCES,
     output:
         **report_figure_outputs("spine"),
     log:
@@ -25,7 +25,7 @@ rule figures:
 rule analysis_figures:
     input:
         unpack(report_analysis_figure_tables),
-        sources=PRESENTATION_CODE,
+        sources=FIGURE_SOURCES,
     output:
         **report_figure_outputs("analysis"),
     log:
@@ -39,7 +39,7 @@ rule analysis_figures:
 rule gradvar_figures:
     input:
         unpack(lambda wildcards: report_stage_tables("gradvar")),
-        sources=PRESENTATION_CODE,
+        sources=FIGURE_SOURCES,
     output:
         **report_figure_outputs("gradvar"),
     log:

@@ -16,13 +16,13 @@ REPORT_FIGURES = {
 # The rules whose CSV outputs feed each optional stage of the report.
 REPORT_STAGE_RULES = {"analysis": "analyze", "gradvar": "aggregate_gradvar"}
 # What draws the figures and the page, as inputs named "sources": editing a template or the drawing
-# code re-renders what it draws on the next run (by mtime) and nothing upstream; a template-only
-# edit reruns the report rule alone. The training, evaluation and analysis code is deliberately not
-# an input anywhere: a library edit must never retrain the grid unasked.
-PRESENTATION_CODE = [str(Path(workflow.basedir, "optbench", name)) for name in ("figures.py", "report.py")]
-REPORT_TEMPLATES = sorted(str(path) for path in Path(workflow.basedir, "workflow", "report").iterdir()
-                          if path.is_file())
-SOURCES = "sources"
+# code re-renders what it draws on the next run (Snakemake compares their content) and nothing
+# upstream; a template-only edit reruns the report rule alone. The training, evaluation and analysis
+# code is deliberately not an input anywhere: a library edit must never retrain the grid unasked.
+_CODE, _TEMPLATES = Path(workflow.basedir, "optbench"), Path(workflow.basedir, "workflow", "report")
+# figures.py draws with report.py's run selection, so both are the figures' sources
+FIGURE_SOURCES = [str(_CODE / "figures.py"), str(_CODE / "report.py")]
+REPORT_SOURCES = [str(_CODE / "report.py"), *sorted(str(p) for p in _TEMPLATES.iterdir() if p.is_file())]
 
 
 def report_figure_outputs(stage):
@@ -67,7 +67,7 @@ def report_inputs(wildcards):
             tables.update(report_stage_tables(stage))
             figures.update(REPORT_FIGURES[stage])
     return {**tables, **{f"figure_{name}": f"{REPORT_FIGURES_DIR}/{name}.svg" for name in figures},
-            SOURCES: [PRESENTATION_CODE[1], *REPORT_TEMPLATES]}
+            "sources": REPORT_SOURCES}
 
 
 def report_benchmarks(wildcards):
