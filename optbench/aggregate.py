@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-RUN_KEYS = ["optimizer", "batch_size", "lr", "seed"]
+from optbench.config import RUN_KEYS
+
 MINIBATCH_POINTS = 200
 
 

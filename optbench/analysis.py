@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-RUN_KEYS = ["optimizer", "batch_size", "lr", "seed"]
-CELL_KEYS = ["optimizer", "batch_size"]
+from optbench.config import CELL_KEYS, RUN_KEYS
+
 SEED_KEYS = ["optimizer", "batch_size", "seed"]
 # selection metric → (split, which checkpoint): the same names as config `selection.metric`
 METRICS = {"min_val_loss": ("val", "min"), "final_val_loss": ("val", "final"),

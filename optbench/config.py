@@ -19,6 +19,16 @@ class ConfigError(ValueError):
     """A config value is wrong; the message names the key and what is expected."""
 
 
+RUN_KEYS = ["optimizer", "batch_size", "lr", "seed"]  # a run's identity: the key columns of every per-run table
+CELL_KEYS = ["optimizer", "batch_size"]                # a grid cell: the runs of all its learning rates and seeds
+OPTIMIZER_LABELS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
+
+
+def optimizer_label(name) -> str:
+    """How the report, its figures and the claim texts spell an optimizer."""
+    return OPTIMIZER_LABELS.get(name, str(name))
+
+
 @dataclass(frozen=True)
 class Run:
     """One training run: everything but these four values is shared across the grid."""

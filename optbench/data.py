@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from optbench.config import TORCHVISION_FOLDERS
 from optbench.io import atomic_torch_save, load_tensors
 
 SPLITS = ("train", "val", "test")
@@ -33,14 +34,13 @@ def make_mnist1d() -> dict[str, np.ndarray]:
     return {"x": raw["x"], "y": raw["y"], "x_test": raw["x_test"], "y_test": raw["y_test"]}
 
 
-TORCHVISION_CLASSES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 
 
 def load_torchvision(name: str, root: str | Path, download: bool) -> dict[str, np.ndarray]:
     """MNIST or Fashion-MNIST through torchvision, scaled to [0, 1] like the tutorial's ToTensor()."""
     import torchvision
 
-    dataset_cls = getattr(torchvision.datasets, TORCHVISION_CLASSES[name])
+    dataset_cls = getattr(torchvision.datasets, TORCHVISION_FOLDERS[name])
     root = Path(root)
     try:
         train = dataset_cls(root=str(root), train=True, download=download)

@@ -13,7 +13,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogFormatter, NullLocator  # noqa: E402
 
-from optbench.report import OPTIMIZER_LABELS, seed_bands, thin  # noqa: E402
+from optbench.config import RUN_KEYS, optimizer_label  # noqa: E402
+from optbench.report import seed_bands, thin  # noqa: E402
 
 # Text stays text (svg.fonttype none: small files, the browser's font); no timestamp and a fixed
 # hash salt make the bytes reproducible.
@@ -38,7 +39,6 @@ MAX_POINTS = 60          # points per drawn curve: checkpoints are log-spaced al
 # Figures are shown at their natural size (at most the page width): 10.5 in is about 1000 CSS pixels,
 # so 9 pt text reads as 12 px whatever the number of panels.
 FULL_WIDTH = 10.5        # inches
-PROBE_KEYS = ["optimizer", "batch_size", "lr", "seed"]
 # Every figure make() draws, by the stage whose tables it needs.
 FIGURE_NAMES = {"spine": ("curves", "lr_grid", "lr_sensitivity", "trajectories", "early_stopping", "cost"),
                 "analysis": ("scaling", "steps_to_target"), "gradvar": ("gradvar", "noise_scale")}
@@ -48,10 +48,6 @@ LOSS_LABEL = "loss (cross-entropy, nats per sample)"
 def short(value: float) -> str:
     """3 significant digits without exponents for ordinary sizes: 0.677, 12.5, 1024."""
     return f"{value:.0f}" if 100 <= abs(value) < 1e6 else f"{value:.3g}"
-
-
-def optimizer_label(name: str) -> str:
-    return OPTIMIZER_LABELS.get(name, name)
 
 
 def batch_colors(batch_sizes) -> dict:
@@ -331,7 +327,7 @@ def trajectories(minibatch: pd.DataFrame, scores: pd.DataFrame, best: pd.DataFra
               "smallest lr that diverged": "tab:red"}
     with plt.rc_context(STYLE):
         fig, axes = panel_grid(1, len(optimizers), height=3.2, sharey=True)
-        first_window = minibatch.loc[minibatch["step"] == minibatch.groupby(PROBE_KEYS)["step"].transform("min"), "loss"]
+        first_window = minibatch.loc[minibatch["step"] == minibatch.groupby(RUN_KEYS)["step"].transform("min"), "loss"]
         top = 3 * float(first_window[np.isfinite(first_window)].median())
         for col, optimizer in enumerate(optimizers):
             ax = axes[0, col]
@@ -506,9 +502,9 @@ def run_label(row) -> str:
 
 def probe_checkpoints(moments: pd.DataFrame, per_run: int) -> pd.DataFrame:
     """(run, step) pairs to draw: at most `per_run` checkpoints per probe run, spread evenly, ends kept."""
-    keys = [*PROBE_KEYS, "step"]
+    keys = [*RUN_KEYS, "step"]
     pairs = moments[keys + ["epoch"]].drop_duplicates(keys).sort_values(keys)
-    return pd.concat([thin(group, per_run) for _, group in pairs.groupby(PROBE_KEYS, sort=False)])
+    return pd.concat([thin(group, per_run) for _, group in pairs.groupby(RUN_KEYS, sort=False)])
 
 
 def gradvar(moments: pd.DataFrame, slopes: pd.DataFrame | None = None, per_run: int = 4) -> str:
@@ -518,17 +514,17 @@ def gradvar(moments: pd.DataFrame, slopes: pd.DataFrame | None = None, per_run: 
     if moments.empty:
         return empty_figure(name, "no probed checkpoint")
     picks = probe_checkpoints(moments, per_run)
-    runs = picks[PROBE_KEYS].drop_duplicates()
-    cols = int(picks.groupby(PROBE_KEYS).size().max())
+    runs = picks[RUN_KEYS].drop_duplicates()
+    cols = int(picks.groupby(RUN_KEYS).size().max())
     with plt.rc_context(STYLE):
         fig = plt.figure(figsize=(min(max(2.6 * cols + 0.6, 7.0), FULL_WIDTH), 3.6 * len(runs) + 0.4))
         grid = fig.add_gridspec(2 * len(runs), cols, height_ratios=[2.2, 1.0] * len(runs))
         for row, (_, run) in enumerate(runs.iterrows()):
-            mine = matching(picks, run, PROBE_KEYS)
+            mine = matching(picks, run, RUN_KEYS)
             for col, (_, pick) in enumerate(mine.iterrows()):
                 top = fig.add_subplot(grid[2 * row, col])
                 bottom = fig.add_subplot(grid[2 * row + 1, col], sharex=top)
-                rows = matching(moments, pick, [*PROBE_KEYS, "step"]).sort_values("m")
+                rows = matching(moments, pick, [*RUN_KEYS, "step"]).sort_values("m")
                 m = rows["m"].to_numpy(float)
                 mean = rows["empirical_mean"].to_numpy(float)
                 error = np.vstack([mean - rows["ci_low"], rows["ci_high"] - mean])
@@ -549,7 +545,7 @@ def gradvar(moments: pd.DataFrame, slopes: pd.DataFrame | None = None, per_run: 
                 top.tick_params(labelbottom=False)
                 title = f"epoch {pick['epoch']:.3g}"
                 if slopes is not None and len(slopes):
-                    fit = matching(slopes, pick, [*PROBE_KEYS, "step"])
+                    fit = matching(slopes, pick, [*RUN_KEYS, "step"])
                     if len(fit) and np.isfinite(fit["slope"].iloc[0]):
                         f = fit.iloc[0]
                         title += f"\nslope {f['slope']:.3f} [{f['slope_low']:.3f}, {f['slope_high']:.3f}]"
@@ -573,7 +569,7 @@ def noise_scale(noise: pd.DataFrame) -> str:
     with plt.rc_context(STYLE):
         fig, axes = panel_grid(1, 2, height=3.0, width=FULL_WIDTH * 0.9)
         left, right = axes[0]
-        for _, run_rows in noise.groupby(PROBE_KEYS, sort=False):
+        for _, run_rows in noise.groupby(RUN_KEYS, sort=False):
             run_rows = run_rows.sort_values("step")
             label = run_label(run_rows.iloc[0])
             line, = left.plot(run_rows["epoch"], run_rows["b_simple"], "o-", markersize=3, label=label)
@@ -639,4 +635,4 @@ def refined_lrs(best_lr: pd.DataFrame | None) -> pd.DataFrame | None:
 
 def noise_by_checkpoint(moments: pd.DataFrame) -> pd.DataFrame:
     """One row per probed run × checkpoint (σ², ‖∇f‖² and B_simple repeat over the m rows)."""
-    return moments.drop_duplicates([*PROBE_KEYS, "step"]).sort_values([*PROBE_KEYS, "step"])
+    return moments.drop_duplicates([*RUN_KEYS, "step"]).sort_values([*RUN_KEYS, "step"])

@@ -15,8 +15,9 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
+from optbench.config import RUN_KEYS
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-RUN_KEYS = ["optimizer", "batch_size", "lr", "seed"]
 IDENTITY = ["dataset", "model", *RUN_KEYS]
 TUTORIAL_M = 100              # "with a mini-batch size of 100, effect of noise is divided by 100"
 TUTORIAL_M_VALUES = (2, 100)  # the tutorial's examples: m = 2 halves the error, m = 100 divides it by 100

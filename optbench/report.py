@@ -16,27 +16,19 @@ import pandas as pd
 import yaml
 
 from optbench import analysis
+from optbench.analysis import METRICS  # selection.metric → (split, which checkpoint)
+from optbench.config import CELL_KEYS, RUN_KEYS, optimizer_label
 from optbench.verdicts import ANCHORS as CLAIM_ANCHORS
 
-RUN_KEYS = ["optimizer", "batch_size", "lr", "seed"]
-CELL_KEYS = ["optimizer", "batch_size"]
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "workflow" / "report"
 TEMPLATE = "report.html.j2"
 
-# selection.metric → (split, which checkpoint): "min" is the early-stopped value, "final" the last.
-METRICS = {
-    "min_val_loss": ("val", "min"),
-    "final_val_loss": ("val", "final"),
-    "min_train_loss": ("train", "min"),
-    "final_train_loss": ("train", "final"),
-}
 METRIC_LABELS = {
     "min_val_loss": "minimum validation loss over checkpoints",
     "final_val_loss": "final validation loss",
     "min_train_loss": "minimum training loss over checkpoints",
     "final_train_loss": "final training loss",
 }
-OPTIMIZER_LABELS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 PACKAGES = ["optbench", "torch", "numpy", "scipy", "pandas", "matplotlib", "jinja2", "pyyaml",
             "jsonschema", "snakemake", "mnist1d"]
 
@@ -214,8 +206,8 @@ def setup_table(config: dict, status: pd.DataFrame) -> Table:
         ("dataset", f"{config['dataset']['name']}, validation fraction {config['dataset']['val_fraction']}"),
         ("training samples n", ", ".join(str(v) for v in sorted(status["n_train"].unique()))),
         ("model", "MLP, hidden widths " + " → ".join(str(w) for w in config["model"]["hidden"])),
-        ("optimizers", ", ".join(OPTIMIZER_LABELS.get(o, o) for o in grid["optimizers"])),
-        *[(f"{OPTIMIZER_LABELS.get(o, o)} learning rates", ", ".join(fmt(lr) for lr in config["optimizers"][o]["lrs"]))
+        ("optimizers", ", ".join(optimizer_label(o) for o in grid["optimizers"])),
+        *[(f"{optimizer_label(o)} learning rates", ", ".join(fmt(lr) for lr in config["optimizers"][o]["lrs"]))
           for o in grid["optimizers"]],
         ("batch sizes", ", ".join(str(b) for b in grid["batch_sizes"])),
         ("seeds", ", ".join(str(s) for s in grid["seeds"])),
@@ -248,7 +240,7 @@ def best_lr_table(best: pd.DataFrame, analysis_best: pd.DataFrame | None, metric
     table = Table(columns=columns)
     for _, row in best.iterrows():
         key = (row["optimizer"], row["batch_size"])
-        cells = [text(OPTIMIZER_LABELS.get(row["optimizer"], row["optimizer"])), num(row["batch_size"]),
+        cells = [text(optimizer_label(row["optimizer"])), num(row["batch_size"]),
                  num(row["lr"])]
         edge = bool(row["edge"])
         if refined is not None:
@@ -537,10 +529,6 @@ def yes_no(value) -> Cell:
     return Cell("yes" if value else "no", "1" if value else "0")
 
 
-def optimizer_name(name) -> str:
-    return OPTIMIZER_LABELS.get(name, str(name))
-
-
 def lr_sensitivity_table(sensitivity: pd.DataFrame | None) -> Table | None:
     """lr_sensitivity.csv per cell: the width of the near-best LR range and what happens either side."""
     if sensitivity is None or sensitivity.empty:
@@ -561,7 +549,7 @@ def lr_sensitivity_table(sensitivity: pd.DataFrame | None) -> Table | None:
         if cut:
             width.text = "≥ " + width.text
         table.rows.append([
-            text(optimizer_name(row["optimizer"])), num(row["batch_size"]), width, num(row["grid_decades"]),
+            text(optimizer_label(row["optimizer"])), num(row["batch_size"]), width, num(row["grid_decades"]),
             Cell(f"{int(row['diverged_runs'])} of {int(row['runs'])}", sort_key(row["diverged_fraction"]), "num"),
             Cell(f"{int(row['oscillating_runs'])}", sort_key(row["oscillating_runs"]), "num"),
             Cell(f"{int(row['below_slower'])} of {int(row['below_pairs'])} pairs", sort_key(row["below_slower"]), "num"),
@@ -589,7 +577,7 @@ def scaling_section(tables: dict[str, pd.DataFrame]) -> dict:
         span = f"{int(row['m_low'])}–{int(row['m_high'])}" + (" (all)" if row["kind"] == "fit" else "")
         censored = f"{int(row['censored'])}" + (f" (m = {row['censored_m']})" if row["censored"] else "")
         fits.rows.append([
-            text(optimizer_name(row["optimizer"])),
+            text(optimizer_label(row["optimizer"])),
             text("training objective" if row["objective"] == "train" else "selection metric"),
             Cell(span, sort_key(row["m_low"])), ci_cell(row, "alpha"), num(row["n_seeds"]),
             Cell(censored, sort_key(row["censored"]), "num"), yes_no(row["contains_linear"]),
@@ -623,7 +611,7 @@ def trajectory_table(trajectories: pd.DataFrame) -> Table:
             both = pivot[[rule, other]].notna().all(axis=1).sum() if {rule, other} <= set(pivot.columns) else 0
             median = Cell(fmt_ci(distances.median(), distances.min(), distances.max()) if len(distances) else "—",
                           sort_key(distances.median() if len(distances) else math.nan), "num")
-            table.rows.append([text(optimizer_name(optimizer)), num(k), text("lr × k" if rule == "linear" else "lr × √k"),
+            table.rows.append([text(optimizer_label(optimizer)), num(k), text("lr × k" if rule == "linear" else "lr × √k"),
                                num(len(rows)), num(len(distances)), median,
                                Cell(f"{int(closer)} of {int(both)}", sort_key(closer), "num")])
     return table
@@ -646,7 +634,7 @@ def steps_section(tables: dict[str, pd.DataFrame]) -> dict:
         if row["knee_infinite"]:
             knee.text += f" ({int(row['knee_infinite'])} of {int(row['knee_seeds'])} seeds: no knee)"
         table.rows.append([
-            text(optimizer_name(row["optimizer"])), num(row["batch_size"]), num(row["target_loss"]), num(row["lr"]),
+            text(optimizer_label(row["optimizer"])), num(row["batch_size"]), num(row["target_loss"]), num(row["lr"]),
             ci_cell(row, "steps") if row["reached"] else Cell("not reached", "Infinity", "num warn"),
             ci_cell(row, "epochs") if row["reached"] else Cell("—", "Infinity", "num"),
             num(row["perfect_scaling_steps"]), num(row["efficiency"], 2), knee, num(row["b_simple"])])
@@ -666,7 +654,7 @@ def stopping_section(tables: dict[str, pd.DataFrame]) -> dict:
     for (optimizer, batch_size), group in at_best.groupby(["optimizer", "batch_size"], sort=True):
         gain = mean_ci(group["test_gain"])
         table.rows.append([
-            text(optimizer_name(optimizer)), num(batch_size), num(len(group)),
+            text(optimizer_label(optimizer)), num(batch_size), num(len(group)),
             Cell(f"{fmt(group['stop_epoch'].median())} of {fmt(group['final_epoch'].max())}",
                  sort_key(group["stop_epoch"].median()), "num"),
             Cell(f"{fmt(group['val_stop'].mean())} → {fmt(group['val_final'].mean())}",
@@ -702,7 +690,7 @@ def gradient_noise_section(tables: dict[str, pd.DataFrame]) -> dict:
                 mask &= (slopes[name] == value).to_numpy()
             fit = slopes[mask]
         fit = fit.iloc[0] if fit is not None and len(fit) else {}
-        label = f"{OPTIMIZER_LABELS.get(row['optimizer'], row['optimizer'])}, B = {row['batch_size']}, " \
+        label = f"{optimizer_label(row['optimizer'])}, B = {row['batch_size']}, " \
                 f"lr {fmt(row['lr'])}, seed {row['seed']}"
         passes = lambda column: f"{int(rows[column].astype(bool).sum())} of {len(rows)}"
 

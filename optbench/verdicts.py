@@ -8,6 +8,7 @@ import pandas as pd
 
 from optbench import analysis
 from optbench.analysis import mean_ci
+from optbench.config import optimizer_label
 
 CLAIMS = {
     "C1": "Training with the loop lowers training loss.",
@@ -28,7 +29,6 @@ ANCHORS = {"C1": "fig-curves", "C2": "fig-lr_sensitivity", "C3": "fig-lr_sensiti
            "C9": "fig-trajectories", "C10": "fig-early_stopping"}
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
 NO_PROBES = "no gradient-variance probes (grad_variance.probes is empty)"
-LABELS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -64,7 +64,7 @@ def seeds_clause(rule: dict) -> str:
 
 
 def cell_label(optimizer: str, batch_size) -> str:
-    return f"{LABELS.get(optimizer, optimizer)} B={batch_size}"
+    return f"{optimizer_label(optimizer)} B={batch_size}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,7 +108,7 @@ def c1_training_lowers_loss(tables: dict, rule: dict) -> dict:
 def c2_sgd_sensitive(tables: dict, rule: dict) -> dict:
     sgd, adam = rule["optimizers"]
     tolerance, margin = rule["tolerance"], rule["margin_decades"]
-    named = {o: LABELS.get(o, o) for o in (sgd, adam)}
+    named = {o: optimizer_label(o) for o in (sgd, adam)}
     text = (f"Width (decades) of the LR range whose {rule['metric']} stays within {percent(tolerance)} of the best, "
             f"per seed; {named[adam]} − {named[sgd]} paired by seed, {percent(rule['confidence'])} CI per batch size. "
             f"Supported when {named[sgd]} has at least {rule['min_nonconverged_runs']} run(s) that do not converge "
@@ -141,14 +141,14 @@ def c2_sgd_sensitive(tables: dict, rule: dict) -> dict:
         else:
             decided["open"].append(batch_size)
         per_batch.append(f"B={batch_size}: {fmt_ci(*delta[:3], digits=2)}"
-                         + "".join(f" ({LABELS.get(o, o)} censored)" for o in (sgd, adam) if censored[o]))
+                         + "".join(f" ({optimizer_label(o)} censored)" for o in (sgd, adam) if censored[o]))
     width_by = sensitivity.groupby("optimizer")["width_decades"].mean()
     fraction = sensitivity.groupby("optimizer")["diverged_fraction"].mean()
-    evidence = (f"mean width {LABELS.get(sgd, sgd)} {fmt(width_by.get(sgd, math.nan), 2)} decades, "
-                f"{LABELS.get(adam, adam)} {fmt(width_by.get(adam, math.nan), 2)} decades; "
-                f"{LABELS.get(adam, adam)} − {LABELS.get(sgd, sgd)} per batch size (decades): {'; '.join(per_batch)}; "
-                f"runs not converging: {LABELS.get(sgd, sgd)} {nonconverged} of {runs} "
-                f"({percent(fraction.get(sgd, math.nan))} of its grid), {LABELS.get(adam, adam)} "
+    evidence = (f"mean width {optimizer_label(sgd)} {fmt(width_by.get(sgd, math.nan), 2)} decades, "
+                f"{optimizer_label(adam)} {fmt(width_by.get(adam, math.nan), 2)} decades; "
+                f"{optimizer_label(adam)} − {optimizer_label(sgd)} per batch size (decades): {'; '.join(per_batch)}; "
+                f"runs not converging: {optimizer_label(sgd)} {nonconverged} of {runs} "
+                f"({percent(fraction.get(sgd, math.nan))} of its grid), {optimizer_label(adam)} "
                 f"{int(sensitivity.loc[sensitivity['optimizer'] == adam, 'diverged_runs'].sum())} of "
                 f"{int(sensitivity.loc[sensitivity['optimizer'] == adam, 'runs'].sum())}")
     few = too_few_seeds(min(n_seeds, default=0), rule)
@@ -157,18 +157,18 @@ def c2_sgd_sensitive(tables: dict, rule: dict) -> dict:
     total = len(per_batch)
     if nonconverged < rule["min_nonconverged_runs"]:
         if mine["width_censored_high"].any():
-            return result("C2", INCONCLUSIVE, f"{LABELS.get(sgd, sgd)} converged at every grid point but its grid "
+            return result("C2", INCONCLUSIVE, f"{optimizer_label(sgd)} converged at every grid point but its grid "
                           "stops inside the near-best range at B = "
                           f"{mine.loc[mine['width_censored_high'], 'batch_size'].tolist()}: extend it above",
                           evidence, text)
-        return result("C2", NOT_SUPPORTED, f"{LABELS.get(sgd, sgd)} converged at every grid point "
+        return result("C2", NOT_SUPPORTED, f"{optimizer_label(sgd)} converged at every grid point "
                       f"({nonconverged} non-converging runs)", evidence, text)
     if len(decided["against"]) > rule["min_fraction"] * total:
-        return result("C2", NOT_SUPPORTED, f"{LABELS.get(adam, adam)}'s range is not {margin} decades wider at "
+        return result("C2", NOT_SUPPORTED, f"{optimizer_label(adam)}'s range is not {margin} decades wider at "
                       f"B = {decided['against']}", evidence, text)
     if len(decided["for"]) > rule["min_fraction"] * total:
-        return result("C2", SUPPORTED, f"{LABELS.get(sgd, sgd)} fails to converge in {nonconverged} runs and "
-                      f"{LABELS.get(adam, adam)}'s range is wider by more than {margin} decades at "
+        return result("C2", SUPPORTED, f"{optimizer_label(sgd)} fails to converge in {nonconverged} runs and "
+                      f"{optimizer_label(adam)}'s range is wider by more than {margin} decades at "
                       f"B = {decided['for']}", evidence, text)
     return result("C2", INCONCLUSIVE, f"the CI decides at too few batch sizes (for: {decided['for']}, against: "
                   f"{decided['against']}, undecided or censored: {decided['open']})", evidence, text)
@@ -179,14 +179,14 @@ def c3_adam_default_lrs(tables: dict, rule: dict) -> dict:
     listed = " and ".join(fmt(lr) for lr in lrs)
     text = (f"A learning rate works well when its {rule['metric']} is within {percent(rule['tolerance'])} of the best "
             f"on the grid for that batch size and seed. Supported when at least one of {listed} works well in at "
-            f"least {percent(rule['often'])} of {LABELS.get(optimizer, optimizer)}'s batch size × seed cells whose "
+            f"least {percent(rule['often'])} of {optimizer_label(optimizer)}'s batch size × seed cells whose "
             f"optimum is not censored; not supported when fewer than {percent(rule['often'])} of all cells have one "
             f"that works well; needs {listed} in the grid; {seeds_clause(rule)}.")
     scores = tables["lr_scores"][tables["lr_scores"]["optimizer"] == optimizer]
     grid = np.sort(scores["lr"].unique())
     absent = [lr for lr in lrs if analysis.lr_index(grid, lr) is None]
     if absent:
-        return result("C3", INCONCLUSIVE, f"{LABELS.get(optimizer, optimizer)}'s grid lacks "
+        return result("C3", INCONCLUSIVE, f"{optimizer_label(optimizer)}'s grid lacks "
                       f"{' and '.join(fmt(lr) for lr in absent)} (the rule needs {listed})", "", text)
     censored = tables["best_lr"].set_index(["optimizer", "batch_size", "seed"])["censored"]
     works = {lr: [] for lr in lrs}
@@ -291,7 +291,7 @@ def c6_small_batches_gain_most(tables: dict, rule: dict) -> dict:
     steps, per_seed = tables["steps_to_target"], analysis.seed_steps(tables["lr_scores"])
     outcomes, evidence, reasons = [], [], []
     for optimizer in rule["optimizers"]:
-        name = LABELS.get(optimizer, optimizer)
+        name = optimizer_label(optimizer)
         rows = steps[steps["optimizer"] == optimizer].sort_values("batch_size")
         wide = per_seed[per_seed["optimizer"] == optimizer].pivot(index="seed", columns="batch_size", values="steps")
         if rows.empty:
@@ -355,7 +355,7 @@ def c6_small_batches_gain_most(tables: dict, rule: dict) -> dict:
 def scaling_rule(claim: str, tables: dict, rule: dict) -> dict:
     """C7 and C8: α of log lr* = α·log m + c on the training objective, against the claimed value."""
     optimizer, claimed, other, margin = rule["optimizer"], rule["alpha"], rule["other_alpha"], rule["margin"]
-    name = LABELS.get(optimizer, optimizer)
+    name = optimizer_label(optimizer)
     text = (f"{name}: α of log lr* = α·log m + c, lr* on the training objective (eval-mode loss over the training "
             f"set, mean of the last {rule['train_checkpoints']} checkpoints, parabola-refined), fitted per seed over "
             f"the batch sizes; {percent(rule['confidence'])} t CI across seeds. Supported when the CI lies within "
