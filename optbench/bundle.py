@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from optbench.config import Run, steps_per_epoch
 from optbench.model import make_optimizer
-from optbench.train import RunResult, checkpoint_schedule, derived_seed, init_model, training_state
+from optbench.train import RunResult, checkpoint_schedule, cpu_copy, derived_seed, init_model, training_state
 
 CACHE_BYTES = 2 ** 20  # activations per forward/backward chunk of members: about an L2 cache
 
@@ -211,10 +211,11 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
         log(f"bundle of {len(runs)}: resuming at epoch {training[0].epochs_done}, step {step}")
     schedule = checkpoint_schedule(total, train_cfg["checkpoints"])
     pending = [[s for s in schedule if s not in r.checkpoint_steps] for r in results]
+    scheduled = set(schedule)
     active = torch.tensor([r.status == "ok" for r in results], device=device)
 
     def member_state(member: int) -> dict:
-        return {k: stacked[k].detach()[member].to("cpu", copy=True) for k in keys}
+        return cpu_copy({k: stacked[k][member] for k in keys})
 
     def checkpoint(member: int, at: int) -> None:
         pending[member].pop(0)
@@ -227,13 +228,8 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
                               orders[member])
 
     def diverge(member: int, at: int) -> None:
-        result = results[member]
-        result.status, result.diverged_step, result.steps_done = "diverged", at, at - 1
+        results[member].diverge(at, pending[member])
         log(f"{runs[member]}: diverged at step {at} (non-finite mini-batch loss)")
-        # Mark, never fill: the scheduled checkpoints after divergence get no weights.
-        result.checkpoint_steps += pending[member]
-        result.checkpoint_states += [None] * len(pending[member])
-        pending[member].clear()
 
     started = time.perf_counter() - training[0].train_seconds
     if step == 0:
@@ -267,7 +263,7 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
             if step % log_every == 0:
                 logged_steps.append(step)
                 logged_losses.append(torch.where(active, step_losses, math.nan))
-            if any(p and p[0] == step for p in pending):
+            if step in scheduled:  # a set lookup per step; the members are visited only at checkpoints
                 for member in torch.nonzero(active).flatten().tolist():
                     if pending[member] and pending[member][0] == step:
                         checkpoint(member, step)

@@ -48,16 +48,10 @@ class RunStore:
         return load_tensors(path, what="resume state") if path.exists() else None
 
     def saver(self, every_seconds: float):
-        """on_epoch_end callback: save the training state at most once per `every_seconds`."""
-        last = time.monotonic()
-
-        def save(build_state) -> None:
-            nonlocal last
-            if time.monotonic() - last >= every_seconds:
-                atomic_torch_save(build_state(), self.root / STATE)
-                last = time.monotonic()
-
-        return save
+        """on_epoch_end callback of a solo run: save its training state at most once per `every_seconds`
+        (bundle_saver for a bundle of one)."""
+        save_bundle = bundle_saver([self], every_seconds)
+        return lambda build_state: save_bundle(lambda: [build_state()])
 
     def save_state(self, state: dict) -> None:
         atomic_torch_save(state, self.root / STATE)

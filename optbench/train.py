@@ -58,12 +58,20 @@ class RunResult:
         self.steps_done, self.epochs_done = state["steps_done"], state["epochs_done"]
         self.train_seconds = state["train_seconds"]
 
+    def diverge(self, at: int, pending: list[int]) -> None:
+        """Update `at` met a non-finite mini-batch loss: no update from it and no weights after it.
+        Mark, never fill: the scheduled checkpoints still `pending` are recorded without weights."""
+        self.status, self.diverged_step, self.steps_done = "diverged", at, at - 1
+        self.checkpoint_steps += pending
+        self.checkpoint_states += [None] * len(pending)
+        pending.clear()
+
     @property
     def finished(self) -> bool:
         return self.status == "diverged" or self.steps_done == self.total_steps
 
 
-def _cpu_copy(state: dict) -> dict:
+def cpu_copy(state: dict) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
 
 
@@ -82,7 +90,7 @@ def training_state(result: RunResult, model_state: dict, optimizer_state: dict, 
     """Everything needed to continue bit-identically from an epoch boundary; tensors and plain
     Python values only (CPU copies), so torch.load(weights_only=True) reads it back."""
     return {
-        "model": _cpu_copy(model_state), "optimizer": _to_cpu(optimizer_state),
+        "model": cpu_copy(model_state), "optimizer": _to_cpu(optimizer_state),
         "order_rng": order.get_state(), "status": result.status, "diverged_step": result.diverged_step,
         "checkpoint_steps": list(result.checkpoint_steps), "checkpoint_states": list(result.checkpoint_states),
         "log_steps": torch.tensor(result.log_steps, dtype=torch.int64),
@@ -128,7 +136,7 @@ def train_run(tensors: dict, run: Run, config: dict, device: str = "cpu", log=pr
     def checkpoint(step: int) -> None:
         pending.pop(0)
         result.checkpoint_steps.append(step)
-        result.checkpoint_states.append(_cpu_copy(model.state_dict()))
+        result.checkpoint_states.append(cpu_copy(model.state_dict()))
 
     started = time.perf_counter() - result.train_seconds
     step = result.steps_done
@@ -142,7 +150,7 @@ def train_run(tensors: dict, run: Run, config: dict, device: str = "cpu", log=pr
             loss = loss_fn(model(x[index]), y[index])
             loss_value = loss.item()
             if not math.isfinite(loss_value):
-                result.status, result.diverged_step = "diverged", step + 1
+                result.diverge(step + 1, pending)
                 break
             loss.backward()
             optimizer.step()
@@ -156,10 +164,6 @@ def train_run(tensors: dict, run: Run, config: dict, device: str = "cpu", log=pr
         result.steps_done = step
         if result.status == "diverged":
             log(f"{run}: diverged at step {result.diverged_step} (non-finite mini-batch loss)")
-            # Mark, never fill: the scheduled checkpoints after divergence get no weights.
-            result.checkpoint_steps += pending
-            result.checkpoint_states += [None] * len(pending)
-            pending.clear()
         else:
             result.epochs_done += 1
             log(f"{run}: epoch {result.epochs_done}/{train_cfg['epochs']} step {step} loss {loss_value:.4f}")
