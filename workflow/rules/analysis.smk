@@ -3,7 +3,7 @@
 
 ANALYSIS_INPUTS = {"runs": "results/tables/runs.csv", "status": "results/tables/run_status.csv"}
 # Probes are opt-in: without them C4/C5 are inconclusive and C6 has no B_simple.
-if (config.get("grad_variance") or {}).get("probes"):
+if config["grad_variance"]["probes"]:
     ANALYSIS_INPUTS.update(gradvar="results/tables/gradvar.csv", gradvar_slopes="results/tables/gradvar_slopes.csv")
 
 

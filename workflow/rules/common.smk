@@ -43,7 +43,7 @@ wildcard_constraints:
 BUNDLES = partition(config)
 BUNDLE_JOBS = [(o, i, b) for o, i in BUNDLES for b in config["grid"]["batch_sizes"]]
 PROBES = {(p["optimizer"], p["batch_size"], float(p["lr"]), p["seed"])
-          for p in (config.get("grad_variance") or {}).get("probes", [])}
+          for p in config["grad_variance"]["probes"]}
 
 
 def bundle_run_dirs(optimizer, batch_size, members, root=f"results/runs/{EXP}"):

@@ -3,10 +3,11 @@
 from optbench.config import lr_tag
 
 PROBE_DIR = f"results/gradvar/{EXP}/{GROUP}/seed{{seed}}"
-PROBE_DIRS = [
-    PROBE_DIR.format(optimizer=p["optimizer"], batch_size=p["batch_size"], lr=lr_tag(p["lr"]), seed=p["seed"])
-    for p in config["grad_variance"]["probes"]
-]
+PROBE_BENCHMARK = f"benchmarks/grad_variance/{GROUP_LOG}_seed{{seed}}.tsv"
+# each probe's wildcard values, to fill PROBE_DIR and PROBE_BENCHMARK
+PROBE_WILDCARDS = [dict(optimizer=p["optimizer"], batch_size=p["batch_size"], lr=lr_tag(p["lr"]), seed=p["seed"])
+                   for p in config["grad_variance"]["probes"]]
+PROBE_DIRS = [PROBE_DIR.format(**wildcards) for wildcards in PROBE_WILDCARDS]
 
 
 wildcard_constraints:
@@ -27,7 +28,7 @@ rule grad_variance:
     log:
         f"logs/grad_variance/{GROUP_LOG}_seed{{seed}}.log",
     benchmark:
-        f"benchmarks/grad_variance/{GROUP_LOG}_seed{{seed}}.tsv"
+        PROBE_BENCHMARK
     # cluster: a bundle's train, evaluate and probe jobs form one SLURM job (profiles/slurm)
     group: "runs"
     # start as soon as the probe's bundle is trained, not after every other job: the probes are long

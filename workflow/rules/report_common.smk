@@ -34,7 +34,7 @@ def report_stage_enabled(stage):
     if REPORT_STAGE_RULES[stage] not in {r.name for r in workflow.rules}:
         return False
     # gradient-noise probes are opt-in: no probe runs, no tables
-    return stage != "gradvar" or bool((config.get("grad_variance") or {}).get("probes"))
+    return stage != "gradvar" or bool(config["grad_variance"]["probes"])
 
 
 def report_stage_tables(stage):
@@ -77,9 +77,5 @@ def report_benchmarks(wildcards):
     """
     files = {stage: all_bundle_logs(stage) for stage in ("train", "evaluate")}
     if report_stage_enabled("gradvar"):
-        files["grad_variance"] = [
-            f"benchmarks/grad_variance/{GROUP_LOG}_seed{{seed}}.tsv".format(
-                optimizer=p["optimizer"], batch_size=p["batch_size"], lr=lr_tag(p["lr"]), seed=p["seed"])
-            for p in config["grad_variance"]["probes"]
-        ]
+        files["grad_variance"] = [PROBE_BENCHMARK.format(**wildcards) for wildcards in PROBE_WILDCARDS]
     return files
