@@ -33,8 +33,9 @@ def bundle_forward(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Te
     Activations are held as (members, features, batch), i.e. h_next = W·h + b: then cross-entropy
     normalises over dim 1 with the batch contiguous (log_softmax over a 10-wide last dim was ~25×
     slower), and every gradient autograd produces is contiguous in its activation's layout, so the
-    ReLU backward never runs a strided kernel. Measured (bench/run.py's FLOP rounds): 0.64 → 0.74–0.77
-    of the bare-matmul rate at batch 256, and 20–25 % more member-samples/s at batch 16 and 64 too.
+    ReLU backward never runs a strided kernel. `make bench` (BENCHMARKS.md): 0.65 → 0.74–0.79 of the
+    bare-matmul rate at batch 256 (with the malloc thresholds of optbench.jobs), and more
+    member-samples/s at batch 16 and 64 too.
     """
     h = x.flatten(2).transpose(1, 2)
     names = list(params)

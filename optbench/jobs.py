@@ -46,10 +46,11 @@ def retain_freed_memory() -> bool:
 
     Torch's CPU allocator is plain malloc. A training step allocates and frees megabyte-sized
     activations and gradients; above glibc's mmap threshold (dynamic, starting at 128 KiB) many of
-    them become fresh mmaps, i.e. ~256 page faults per MiB, again every step. Measured on the default
-    bundle at batch 256 (20 epochs of bench/run.py's FLOP rounds): 56k–89k page faults without this,
-    ~15k (the first steps only) with it, and 3–5 % more FLOP/s. The jobs are short-lived, so keeping
-    their peak heap costs nothing. A no-op (False) where the C library is not glibc.
+    them become fresh mmaps, i.e. ~256 page faults per MiB, again every step. Measured once, with an
+    ad-hoc script around bench/run.py's FLOP rounds (default bundle, batch 256, three processes each
+    way): 56k–89k page faults without this, ~15k (the first steps only) with it, 3–5 % more FLOP/s;
+    tests/test_train.py checks the fault counts on a simpler pattern. The jobs are short-lived, so
+    keeping their peak heap costs nothing. A no-op (False) where the C library is not glibc.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
