@@ -96,3 +96,75 @@ def test_train_and_evaluate_jobs_import_no_torchvision_matplotlib_or_mnist1d():
             "print(sorted(m for m in ('torchvision', 'matplotlib', 'mnist1d') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", f"{sorted(modules)} pull in {result.stdout.strip()}"
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_atomic_writes_respect_the_umask(tmp_path, umask, mode):
+    """tempfile.mkstemp makes 0600 files and a rename keeps the mode: outputs ignored the umask."""
+    import os
+
+    import pandas as pd
+
+    from optbench.io import atomic_write_csv, atomic_write_json
+
+    old = os.umask(umask)
+    try:
+        atomic_write_text("x\n", tmp_path / "a.txt")
+        atomic_write_json({"a": 1}, tmp_path / "a.json")
+        atomic_write_csv(pd.DataFrame({"a": [1]}), tmp_path / "a.csv")
+        atomic_torch_save({"a": torch.zeros(1)}, tmp_path / "a.pt")
+    finally:
+        os.umask(old)
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()} == {
+        name: oct(mode) for name in ("a.txt", "a.json", "a.csv", "a.pt")}
+
+
+def test_torch_files_have_the_same_bytes_wherever_they_are_written(tmp_path):
+    """torch.save records the file name it writes to; the atomic save writes through a handle instead,
+    so rebuilding a file with the same tensors gives the same bytes (and its consumers see no change)."""
+    obj = {"x": torch.arange(10.0)}
+    atomic_torch_save(obj, tmp_path / "one.pt")
+    atomic_torch_save(obj, tmp_path / "two" / "other.pt")
+    assert (tmp_path / "one.pt").read_bytes() == (tmp_path / "two" / "other.pt").read_bytes()
+
+
+def test_receipts_record_outputs_and_see_any_later_change(tmp_path, monkeypatch):
+    import os
+
+    from optbench.io import receipt_path, receipt_problem
+
+    monkeypatch.chdir(tmp_path)
+    table = tmp_path / "results" / "tables" / "t.csv"
+    atomic_write_text("a,b\n1,2\n3,4\n", table)
+    assert receipt_path(table).is_file() and receipt_problem(table) is None
+    os.utime(table, ns=(0, 0))                      # touched, same content: fine
+    assert receipt_problem(table) is None
+    table.write_text("a,b\n1,2\n")                   # truncated
+    assert "bytes where" in receipt_problem(table)
+    atomic_write_text("a,b\n1,2\n3,4\n", table)
+    table.write_text("a,b\n1,2\n3,5\n")              # same size, other content
+    assert receipt_problem(table) == "was changed after it was written"
+    # run files are checked through run.json and the bundle receipts instead
+    atomic_write_text("x", tmp_path / "results" / "runs" / "e" / "f.csv")
+    assert receipt_path(tmp_path / "results" / "runs" / "e" / "f.csv") is None
+    assert not (tmp_path / "results" / ".receipts" / "runs").exists()
+
+
+def test_a_job_that_meets_a_damaged_file_removes_it_and_says_a_rerun_rebuilds_it(tmp_path, monkeypatch):
+    from optbench.io import damaged
+    from optbench.jobs import job_log
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "results" / "data" / "d.pt"
+    atomic_write_text("garbage", path)
+    outside = tmp_path / "mine.txt"
+    outside.write_text("keep")
+    with pytest.raises(CorruptFileError, match=r"d\.pt.*removed: a plain rerun of snakemake rebuilds it"):
+        with job_log(str(tmp_path / "job.log")):
+            raise damaged(path, "prepared dataset", "is truncated")
+    assert not path.exists() and "removed the damaged file" in (tmp_path / "job.log").read_text()
+    with pytest.raises(CorruptFileError):
+        with job_log(str(tmp_path / "job.log")):
+            raise damaged(outside, "your file", "is odd")
+    assert outside.exists()  # only files under results/ are the pipeline's to remove
+
