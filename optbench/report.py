@@ -8,8 +8,8 @@ import pandas as pd
 import yaml
 
 from optbench.config import optimizer_label
-from optbench.format import Cell, Table, ci_cell, ci_label, fmt, fmt_ci, frame_table, num, percent, sort_key, text, \
-    yes_no
+from optbench.format import Cell, Table, ci_cell, ci_label, csv_uri, fmt, fmt_ci, frame_table, num, percent, sort_key, \
+    text, yes_no
 from optbench.verdicts import ANCHORS as CLAIM_ANCHORS
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "workflow" / "report"
@@ -22,12 +22,6 @@ METRIC_LABELS = {
     "min_train_loss": "minimum training loss over checkpoints",
     "final_train_loss": "final training loss",
 }
-# The tables the report reads (results/tables/<name>.csv), by the section that shows them.
-REPORT_TABLES = ["run_status", "claims", "best_lr_cells", "lr_sensitivity", "scaling", "trajectory_summary",
-                 "steps_to_target", "batch_scaling", "stopping_cells", "cost"]
-NOISE_TABLES = ["gradvar", "gradvar_slopes", "noise_pooled"]
-
-
 def label(optimizer) -> Cell:
     return text(optimizer_label(optimizer))
 
@@ -38,7 +32,7 @@ def label(optimizer) -> Cell:
 def claims_table(claims: pd.DataFrame) -> Table:
     """claims.csv → id, claim, verdict badge with its reason, domain of validity, evidence, rule, figure link."""
     table = Table(columns=["id", "claim", "verdict", "domain of validity", "evidence", "rule (declared in advance)",
-                           "figure"], name="claims")
+                           "figure"], name="claims", row_ids=[f"claim-{c}" for c in claims["claim_id"]])
     for row in claims.itertuples():
         anchor = row.anchor or CLAIM_ANCHORS.get(row.claim_id, "")
         table.rows.append([
@@ -48,6 +42,14 @@ def claims_table(claims: pd.DataFrame) -> Table:
             Cell(anchor.replace("fig-", "figure: ").replace("_", " ").replace("-", " "), anchor, "link"),
         ])
     return table
+
+
+def findings(claims: pd.DataFrame) -> list[dict]:
+    """The first screen: one plain sentence per claim (claims.csv `finding`, made from the verdict, its
+    domain and headline number), its badge, and links to the claim's row and to its evidence."""
+    return [{"id": row.claim_id, "verdict": row.verdict, "badge": verdict_class(row.verdict),
+             "sentence": row.finding, "anchor": row.anchor or CLAIM_ANCHORS.get(row.claim_id, "")}
+            for row in claims.itertuples()]
 
 
 def verdict_class(verdict: str) -> str:
@@ -123,6 +125,19 @@ def sort_cells(frame: pd.DataFrame, order: dict) -> pd.DataFrame:
     """Rows in the config's optimizer order, then by batch size."""
     return frame.sort_values(["optimizer", "batch_size"], key=lambda c: c.map(order) if c.name == "optimizer" else c,
                              kind="stable")
+
+
+def importance_table(importance: pd.DataFrame) -> Table:
+    """hyperparameter_importance.csv: the share of the selection metric's variance each hyperparameter explains."""
+    labels = {"optimizer": "optimizer", "batch_size": "batch size", "lr": "learning rate", "seed": "seed",
+              "rest": "interactions and noise"}
+    table = Table(columns=["runs", "factor", "share of the variance (log metric)", "runs used", "diverged (left out)"],
+                  title="Which hyperparameter moves the selection metric?", name="hyperparameter_importance")
+    for row in importance.itertuples():
+        table.rows.append([text("all" if row.scope == "all" else optimizer_label(row.scope)),
+                           text(labels.get(row.factor, row.factor) + (" (within each optimizer)" if row.scope == "all" and row.factor == "lr" else "")),
+                           Cell(percent(row.share), sort_key(row.share), "num"), num(row.runs), num(row.diverged_runs)])
+    return table
 
 
 def lr_sensitivity_table(sensitivity: pd.DataFrame, order: dict) -> Table:
@@ -333,6 +348,7 @@ def cost_section(cost: pd.DataFrame) -> dict:
 FIGURE_TITLES = {
     "curves": "training and validation loss at the best learning rate",
     "lr_grid": "validation loss for every learning rate",
+    "sweep": "the grid as a sweep: every run, and what moves the metric",
     "lr_sensitivity": "learning-rate sensitivity",
     "cost": "training time",
     "trajectories": "too small and too large learning rates",
@@ -370,14 +386,29 @@ def render(context: dict, template_dir: Path = TEMPLATE_DIR) -> str:
     return env.get_template(TEMPLATE).render(**context)
 
 
+def attach_csv(value, csv_texts: dict[str, str]):
+    """Give every Table in `value` (a Table, a section dict or a list of them) its CSV download link."""
+    if isinstance(value, Table):
+        if value.name in csv_texts:
+            value.csv = csv_uri(csv_texts[value.name])
+    elif isinstance(value, dict):
+        for item in value.values():
+            attach_csv(item, csv_texts)
+    elif isinstance(value, list):
+        for item in value:
+            attach_csv(item, csv_texts)
+    return value
+
+
 def build_context(config: dict, tables: dict[str, pd.DataFrame], svgs: dict[str, str], captions: dict[str, str],
-                  prov: dict) -> dict:
-    """Everything the template shows, from the tables (REPORT_TABLES, and NOISE_TABLES with probes)."""
+                  prov: dict, csv_texts: dict[str, str] | None = None) -> dict:
+    """Everything the template shows, from the tables (the report rule's inputs; the gradient-noise ones with
+    probes). `csv_texts` (table name → its file's text) become the tables' download links."""
     status = tables["run_status"]
     metric = config["selection"]["metric"]
     confidence = config["analysis"]["confidence"]
     order = {name: i for i, name in enumerate(config["grid"]["optimizers"])}
-    probes = all(name in tables for name in NOISE_TABLES)
+    probes = "gradvar" in tables  # the report rule asks for the noise tables only when there are probes
     analysis = [
         ("scaling", "Scaling rules (batch size × k → learning rate × ?)", ["scaling"], scaling_section(tables, confidence)),
         ("steps-to-target", "Steps to target", ["steps_to_target"], steps_section(tables, confidence)),
@@ -390,11 +421,12 @@ def build_context(config: dict, tables: dict[str, pd.DataFrame], svgs: dict[str,
                             "grad_variance.probes in the config).",
                  "figures": [name for name in figures if name in svgs], "intro": "", "tables": [], **(body or {})}
                 for anchor, title, figures, body in analysis]
-    return {
+    context = {
         "title": config.get("title", "optbench"),
         "n_runs": len(status),
         "ci_label": ci_label(confidence),
         "sections": [
+            {"id": "findings", "kind": "fixed", "title": "Findings", "available": True},
             {"id": "claims", "kind": "fixed", "title": "Claims and verdicts", "available": True},
             {"id": "setup", "kind": "fixed", "title": "Setup", "available": True},
             {"id": "curves", "kind": "fixed", "title": "Training curves", "available": True},
@@ -405,6 +437,7 @@ def build_context(config: dict, tables: dict[str, pd.DataFrame], svgs: dict[str,
             {"id": "provenance", "kind": "fixed", "title": "Provenance", "available": True},
         ],
         "claims": claims_table(tables["claims"]),
+        "findings": findings(tables["claims"]),
         "changes": verdict_changes(tables["claims"]),
         "setup": setup_table(config, status),
         "figures": figure_entries(svgs, captions),
@@ -412,6 +445,8 @@ def build_context(config: dict, tables: dict[str, pd.DataFrame], svgs: dict[str,
         "metric_label": METRIC_LABELS[metric],
         "best_lr": best_lr_table(tables["best_lr_cells"], metric, confidence, order),
         "lr_sensitivity": lr_sensitivity_table(tables["lr_sensitivity"], order),
+        "importance": importance_table(tables["hyperparameter_importance"]),
         "cost": cost_section(tables["cost"]),
         "provenance": prov,
     }
+    return attach_csv(context, csv_texts or {})

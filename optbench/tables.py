@@ -121,6 +121,8 @@ TABLES: dict[str, TableSpec] = {spec.name: spec for spec in [
           _floats("nonconverging_lr", "nonconverging_factor", "grid_factor_above", "too_large_lr"),
           {"too_large_unstable": BOOL}),
     _spec("lr_picks", "analyze", CELL, {"label": STR, "lr": FLOAT, "diverged": BOOL}),
+    _spec("hyperparameter_importance", "analyze", {"scope": STR, "factor": STR, "share": FLOAT, "runs": INT,
+                                                   "diverged_runs": INT}),
     _spec("scaling", "analyze", {"optimizer": STR, "objective": STR, "kind": STR},
           _ints("m_low", "m_high", "n_batch_sizes", "n_seeds", "grid_seeds"), {"confidence": FLOAT},
           _ci("alpha"), {"intercept": FLOAT, "censored": INT, "censored_m": STR, "censored_sides": STR,

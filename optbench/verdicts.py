@@ -44,8 +44,10 @@ COLUMNS = ["claim_id", "claim_text", "verdict", "domain", "headline", "finding",
 def result(claim: str, verdict: str, reason: str, evidence: str, rule: str, domain: str = "",
            headline: str = "", finding: str = "") -> dict:
     assert verdict in VERDICTS, verdict
+    if not finding:  # an undecided claim's sentence says why, in the rule's own words
+        finding = f"Not decided by this grid — {reason}" + (f" ({headline})." if headline else ".")
     return {"claim_id": claim, "claim_text": CLAIMS[claim], "verdict": verdict, "domain": domain,
-            "headline": headline, "finding": finding or f"{CLAIMS[claim]} — {verdict}", "reason": reason,
+            "headline": headline, "finding": finding, "reason": reason,
             "evidence": evidence, "rule": rule, "anchor": ANCHORS[claim]}
 
 
@@ -592,6 +594,7 @@ def scaling_claim(claim: str, tables: dict, p: dict) -> dict:
     traj_parts, favoured = trajectory_weight(tables.get("trajectory_summary"), optimizer)
     traj_text = "; trajectories: " + "; ".join(traj_parts) if traj_parts else ""
     alpha_text = fmt_ci(fit["alpha"], fit["alpha_low"], fit["alpha_high"], 2)
+    span = f"{int(fit['m_low'])} and {int(fit['m_high'])}"
     headline = f"α = {alpha_text} over B = {int(fit['m_low'])}–{int(fit['m_high'])}"
     evidence = (f"α (training objective) = {alpha_text} over m = {int(fit['m_low'])}–{int(fit['m_high'])}, "
                 f"{int(fit['n_seeds'])} of {int(fit['grid_seeds'])} seeds fitted, {int(fit['censored'])} censored lr*; "
@@ -623,12 +626,13 @@ def scaling_claim(claim: str, tables: dict, p: dict) -> dict:
         ballpark = (f", though within {fmt(alpha)} ± {fmt(margin)}: approximately right, as a ballpark" if within
                     else f" and lies beyond {fmt(alpha)} ± {fmt(margin)}")
         return result(claim, NOT_SUPPORTED, f"{interval} excludes {fmt(alpha)}{ballpark}{disagree}", evidence, rule,
-                      domain, headline, f"{label}'s best learning rate did not grow {rule_words} with batch size "
-                      f"({headline}; the rule predicts {fmt(alpha)}).")
+                      domain, headline, f"{label}'s best learning rate did not grow {rule_words} between batch "
+                      f"sizes {span} (α = {alpha_text}; the rule predicts {fmt(alpha)}"
+                      + (", a ballpark within ±" + fmt(margin) if within else "") + ").")
     if within:
         return result(claim, SUPPORTED, f"{interval} contains {fmt(alpha)} and lies within ± {fmt(margin)}{disagree}",
                       evidence, rule, domain, headline,
-                      f"{label}'s best learning rate grew {rule_words} with batch size ({headline}; {domain}).")
+                      f"{label}'s best learning rate grew {rule_words} between batch sizes {span} (α = {alpha_text}).")
     both = p["other_alpha"] if low <= p["other_alpha"] <= high else None
     note = (f"; it contains both {fmt(alpha)} and {fmt(both)}: it decides neither rule" if both is not None else "")
     return result(claim, INCONCLUSIVE, f"{interval} contains {fmt(alpha)} but reaches beyond ± {fmt(margin)}{note}"

@@ -26,10 +26,10 @@ from optbench.train import checkpoint_schedule
 from tests.conftest import ROOT, TINY, snakemake
 
 HOSTILE_TITLE = '<script>window.__injected = true</script> & "quotes" <b>not bold</b>'
-FIGURES = {"figures": ["curves", "lr_grid", "lr_sensitivity", "trajectories", "early_stopping", "cost"],
+FIGURES = {"figures": ["curves", "lr_grid", "sweep", "lr_sensitivity", "trajectories", "early_stopping", "cost"],
            "analysis_figures": ["scaling", "steps_to_target"], "gradvar_figures": ["gradvar", "noise_scale"]}
 ALL_FIGURES = [name for names in FIGURES.values() for name in names]
-PAGE_TABLES = ["run_status", "claims", "best_lr_cells", "lr_sensitivity", "scaling", "trajectory_summary",
+PAGE_TABLES = ["run_status", "hyperparameter_importance", "claims", "best_lr_cells", "lr_sensitivity", "scaling", "trajectory_summary",
                "steps_to_target", "batch_scaling", "stopping_cells", "cost", "gradvar", "gradvar_slopes",
                "noise_pooled"]
 
@@ -156,7 +156,8 @@ def synthetic_report(tmp_path: Path, title: str = "synthetic", config: dict | No
     svgs = {name: figures.make(name, tables, config) for name in names} if draw else {}
     captions = {name: (TEMPLATE_DIR / f"{name}.rst").read_text() for name in svgs}
     page = {name: tables[name] for name in PAGE_TABLES if name in tables}
-    html = render(build_context(config, page, svgs, captions, provenance(config, ROOT)))
+    csv_texts = {name: (tmp_path / f"{name}.csv").read_text() for name in page}
+    html = render(build_context(config, page, svgs, captions, provenance(config, ROOT), csv_texts))
     path = tmp_path / "report.html"
     path.write_text(html)
     return path
@@ -407,6 +408,8 @@ def test_snakemake_report_collects_the_figures(tiny_workdir, tmp_path):
     snakemake(tiny_workdir, "--report", str(target))
     text = target.read_text(errors="replace")
     assert "curves.svg" in text and "lr_sensitivity.svg" in text
+    for table in ("claims", "best_lr_cells", "scaling", "steps_to_target", "noise_pooled"):  # tables, not only figures
+        assert f"filename={table}.csv;base64," in text, table
 
 
 def report_job_inputs(workdir: Path, *args: str) -> list[str]:

@@ -23,6 +23,7 @@ ANALYSIS_TABLES = [
     "lr_width_contrasts",
     "lr_sensitivity",
     "lr_picks",
+    "hyperparameter_importance",
     "scaling",
     "trajectories",
     "trajectory_summary",
@@ -37,6 +38,30 @@ ANALYSIS_TABLES = [
     "claims",
     *(["gradvar", "gradvar_slopes", "noise_pooled"] if PROBES_ON else []),
 ]
+
+
+# tables also shown by `snakemake --report` (captions: workflow/report/tables/<name>.rst)
+REPORT_TABLE_CATEGORIES = {
+    "claims": "Claims",
+    "best_lr_cells": "Learning rate",
+    "lr_sensitivity": "Learning rate",
+    "scaling": "Scaling rules",
+    "steps_to_target": "Steps to target",
+    "batch_scaling": "Steps to target",
+    "stopping_cells": "When to stop",
+    "noise_pooled": "Gradient noise",
+}
+
+
+def analysis_output(name):
+    path = f"results/tables/{name}.csv"
+    if name not in REPORT_TABLE_CATEGORIES:
+        return path
+    return report(
+        path,
+        caption=f"../report/tables/{name}.rst",
+        category=REPORT_TABLE_CATEGORIES[name],
+    )
 
 
 def analysis_benchmarks(wildcards):

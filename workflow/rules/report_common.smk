@@ -9,6 +9,7 @@ REPORT_FIGURES = {
     "figures": {
         "curves": "Training curves",
         "lr_grid": "Training curves",
+        "sweep": "Learning rate",
         "lr_sensitivity": "Learning rate",
         "trajectories": "Learning rate",
         "early_stopping": "When to stop",
@@ -24,6 +25,7 @@ REPORT_FIGURES = {
 FIGURE_TABLES = {
     "curves": ["curve_bands", "best_lr_cells"],
     "lr_grid": ["curve_bands"],
+    "sweep": ["lr_scores", "hyperparameter_importance"],
     "lr_sensitivity": ["lr_scores", "lr_summary", "best_lr_cells", "best_lr"],
     "trajectories": ["minibatch", "lr_picks"],
     "early_stopping": ["lr_scores", "lr_summary"],
@@ -36,6 +38,7 @@ FIGURE_TABLES = {
 # the tables the page's sections show
 REPORT_TABLES = [
     "run_status",
+    "hyperparameter_importance",
     "claims",
     "best_lr_cells",
     "lr_sensitivity",
