@@ -909,6 +909,10 @@ def analyze(tables: dict[str, pd.DataFrame], settings: dict, metric: str,
     widths = seed_widths(scores, settings["tolerance"])
     per_seed = seed_steps(scores)
     trajectory = trajectories(runs, best, settings["trajectory_k"], settings["trajectory_points"])
+    # One target for every optimizer (the highest of their own, so all reach it): what compares knees across them.
+    common = {o: max(targets.values()) for o in targets} if targets else {}
+    per_seed_common = seed_steps(add_steps_to_target(scores.drop(columns=["target_loss", "steps_to_target",
+                                                                          "epochs_to_target"]), runs, common))
     stops = early_stopping(runs, best, settings["overfit_rise"])
     order = optimizers or list(dict.fromkeys(scores["optimizer"]))
     out = {
@@ -932,6 +936,8 @@ def analyze(tables: dict[str, pd.DataFrame], settings: dict, metric: str,
         "steps_to_target": steps_to_target(per_seed, targets, confidence),
         "batch_scaling": batch_scaling(per_seed, b_simple_near_target(tables.get("gradvar_slopes"), runs, targets),
                                        targets, confidence),
+        "batch_scaling_common": batch_scaling(per_seed_common, b_simple_near_target(tables.get("gradvar_slopes"),
+                                                                                    runs, common), common, confidence),
         "early_stopping": stops,
         "stopping_cells": stopping_cells(stops, confidence),
         "stopping_overall": stopping_overall(stops, confidence),

@@ -650,6 +650,69 @@ def noise_scale(slopes: pd.DataFrame) -> str:
         return to_svg(fig, name)
 
 
+def critical_batch(estimates: pd.DataFrame, order=()) -> str:
+    """The critical batch size four ways, per optimizer (critical_batch.csv): B_simple and the Hessian B_noise
+    near the target, B_noise fitted to lr*(B) and the steps knee B_crit, each with its CI, on one log axis."""
+    name = "critical_batch"
+    shown = estimates[np.isfinite(estimates["value"]) & (estimates["value"] > 0) & (estimates["value"] < np.inf)]
+    if shown.empty:
+        return empty_figure(name, "no critical-batch estimate is defined")
+    optimizers = ordered(shown["optimizer"], order)
+    kinds = ["simple", "hessian", "lr_mccandlish", "lr_surge", "knee"]
+    markers = {"simple": "o", "hessian": "D", "lr_mccandlish": "s", "lr_surge": "v", "knee": "^"}
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(FULL_WIDTH * 0.75, 0.9 + 0.55 * len(optimizers) * len(kinds) / 2))
+        labels = {}
+        for i, optimizer in enumerate(optimizers):
+            mine = cell_rows(shown, optimizer)
+            for j, kind in enumerate(kinds):
+                row = mine[mine["kind"] == kind]
+                if row.empty:
+                    continue
+                row = row.iloc[0]
+                y = i + (j - 2) * 0.14
+                error = None
+                if np.isfinite(row["low"]) and np.isfinite(row["high"]):
+                    error = [[row["value"] - row["low"]], [row["high"] - row["value"]]]
+                bars = ax.errorbar([row["value"]], [y], xerr=error, fmt=markers[kind], color=plt.get_cmap("tab10")(j),
+                                   capsize=3, markersize=6, label=row["estimate"] if kind not in labels else None)
+                labels[kind] = True
+                interval = f" [{row['low']:.3g}, {row['high']:.3g}]" if error else ""
+                hover(bars.lines[0], [f"{optimizer_label(optimizer)}: {row['estimate']} {row['value']:.3g}{interval}"])
+        ax.set_yticks(range(len(optimizers)), [optimizer_label(o) for o in optimizers])
+        ax.set_ylim(-0.6, len(optimizers) - 0.4)
+        ax.invert_yaxis()
+        plain_log(ax, "x")
+        ax.set_xlabel("batch size (samples)")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        return to_svg(fig, name)
+
+
+def lr_forms(best: pd.DataFrame, curves: pd.DataFrame, order=()) -> str:
+    """lr* on the training objective against batch size (per seed, best_lr.csv) with the laws fitted to it
+    (lr_form_curves.csv): McCandlish's ε_max/(1 + B_noise/B) for SGD, Li et al.'s surge for Adam."""
+    name = "lr_forms"
+    optimizers = ordered(best["optimizer"], order)
+    with plt.rc_context(STYLE):
+        fig, axes = panel_grid(1, len(optimizers), height=3.2)
+        for col, optimizer in enumerate(optimizers):
+            ax = axes[0, col]
+            mine = cell_rows(best, optimizer)
+            mine = mine[np.isfinite(mine["lr_star_train"])]
+            dots, = ax.plot(mine["batch_size"], mine["lr_star_train"], "o", color="tab:blue", markersize=4,
+                            label="lr* per seed (training objective)")
+            hover(dots, [f"B={r.batch_size} seed {r.seed}: lr* {r.lr_star_train:.4g}" for r in mine.itertuples()])
+            for form, frame in cell_rows(curves, optimizer).groupby("form"):
+                label = {"mccandlish": "ε_max/(1 + B_noise/B)", "surge": "surge: ε_max/(½(√(B_n/B)+√(B/B_n)))"}[form]
+                ax.plot(frame["batch_size"], frame["lr"], "-", color="tab:green", label=label)
+            ax.set_title(optimizer_label(optimizer))
+            batch_size_axis(ax)
+            if col == 0:
+                ax.set_ylabel("best learning rate lr*")
+            ax.legend(loc="upper left", fontsize=8)
+        return to_svg(fig, name)
+
+
 def sweep(scores: pd.DataFrame, importance: pd.DataFrame, metric: str, order=()) -> str:
     """The grid as a sweep tool shows it. Left: parallel coordinates, one line per run through optimizer,
     batch size, learning rate and seed to its selection metric (log axes where the grid is geometric),
@@ -732,6 +795,8 @@ def make(name: str, tables: dict[str, pd.DataFrame], config: dict) -> str:
     draw = {
         "curves": lambda: curves(t["curve_bands"], t["best_lr_cells"], order),
         "lr_grid": lambda: lr_grid(t["curve_bands"], order=order),
+        "critical_batch": lambda: critical_batch(t["critical_batch"], order),
+        "lr_forms": lambda: lr_forms(t["best_lr"], t["lr_form_curves"], order),
         "sweep": lambda: sweep(t["lr_scores"], t["hyperparameter_importance"], config["selection"]["metric"], order),
         "lr_sensitivity": lambda: lr_sensitivity(t["lr_scores"], t["lr_summary"], t["best_lr_cells"],
                                                  config["selection"]["metric"], t["best_lr"], order),

@@ -273,6 +273,48 @@ def stopping_section(tables: dict[str, pd.DataFrame], confidence: float) -> dict
     return {"tables": [table]}
 
 
+def critical_section(tables: dict[str, pd.DataFrame], confidence: float) -> dict:
+    """Claims L1–L5: the four critical-batch estimates, the lr*(B) fits, the knees at one common target and
+    Malladi's scaled runs — each table as the analysis stage wrote it."""
+    ci = ci_label(confidence)
+    intro = ("McCandlish et al. 2018 predict the critical batch size from the gradient noise scale; Shallue et al. "
+             "2018 and Zhang et al. 2019 find momentum and Adam raise it; Malladi et al. 2022 scale Adam's β and ε "
+             "with the batch size; Li et al. 2024 predict that Adam's best learning rate peaks and falls (claims "
+             "L1–L5). Each estimate below is computed by the analysis stage; the B_noise of the surge form is a "
+             "sign-gradient model's peak, not tr(HΣ)/GᵀHG.")
+    estimates = Table(columns=["optimizer", "estimate", f"value (samples) [{ci}]", "note"],
+                      title="Four estimates of the critical batch size", name="critical_batch")
+    for row in tables["critical_batch"].itertuples():
+        estimates.rows.append([label(row.optimizer), text(row.estimate),
+                               Cell(fmt_ci(row.value, row.low, row.high), sort_key(row.value), "num"), text(row.note)])
+    fits = Table(columns=["optimizer", "law", f"B_noise (samples) [{ci}]", "seeds beyond the grid", "ε_max",
+                          f"held-out gain over the power law [{ci}]", "censored lr*"],
+                 title="lr*(B) fitted with the literature's laws", name="lr_noise_scale")
+    for row in tables["lr_noise_scale"].itertuples():
+        fits.rows.append([label(row.optimizer), text({"mccandlish": "McCandlish ε_max/(1 + B_noise/B)",
+                                                      "surge": "Li et al. surge"}[row.form]),
+                          Cell(fmt_ci(row.b_noise, row.b_noise_low, row.b_noise_high), sort_key(row.b_noise), "num"),
+                          Cell(f"{row.b_noise_censored} of {row.seeds}", sort_key(row.b_noise_censored), "num"),
+                          num(row.lr_max), Cell(fmt_ci(row.cv_gain, row.cv_gain_low, row.cv_gain_high),
+                                                sort_key(row.cv_gain), "num"), num(row.lr_censored)])
+    common = Table(columns=["optimizer", "common target (nats)", f"knee B_crit [{ci}]"],
+                   title="Knees at one common target (claim L3)", name="batch_scaling_common")
+    for _, row in tables["batch_scaling_common"].iterrows():
+        common.rows.append([label(row["optimizer"]), num(row["target_loss"]), ci_cell(row, "knee")])
+    out = [estimates, fits, common]
+    malladi = tables["malladi"]
+    summary = malladi[malladi["kind"] == "summary"]
+    if len(summary):
+        scaled = Table(columns=["k", "batch size", "lr", f"gain: lr-only − full distance (nats) [{ci}]",
+                                "noise floor (nats)", "seeds"], title="Malladi's full rule against lr ÷ √k alone",
+                       name="malladi")
+        for _, row in summary.iterrows():
+            scaled.rows.append([num(row["k"]), num(row["batch_size"]), num(row["lr"]), ci_cell(row, "gain"),
+                                num(row["floor"]), num(row["seeds"])])
+        out.append(scaled)
+    return {"intro": intro, "tables": out}
+
+
 def gradient_noise_section(tables: dict[str, pd.DataFrame], confidence: float) -> dict:
     moments, slopes, pooled = tables["gradvar"], tables["gradvar_slopes"], tables["noise_pooled"]
     if moments.empty:
@@ -349,6 +391,8 @@ FIGURE_TITLES = {
     "curves": "training and validation loss at the best learning rate",
     "lr_grid": "validation loss for every learning rate",
     "sweep": "the grid as a sweep: every run, and what moves the metric",
+    "critical_batch": "the critical batch size, four ways",
+    "lr_forms": "the best learning rate against batch size, with the laws fitted to it",
     "lr_sensitivity": "learning-rate sensitivity",
     "cost": "training time",
     "trajectories": "too small and too large learning rates",
@@ -412,6 +456,8 @@ def build_context(config: dict, tables: dict[str, pd.DataFrame], svgs: dict[str,
     analysis = [
         ("scaling", "Scaling rules (batch size × k → learning rate × ?)", ["scaling"], scaling_section(tables, confidence)),
         ("steps-to-target", "Steps to target", ["steps_to_target"], steps_section(tables, confidence)),
+        ("critical-batch", "Beyond the tutorial: the critical batch size", ["critical_batch", "lr_forms"],
+         critical_section(tables, confidence)),
         ("gradient-noise", "Gradient noise", ["gradvar", "noise_scale"],
          gradient_noise_section(tables, confidence) if probes else None),
         ("when-to-stop", "When to stop", ["early_stopping"], stopping_section(tables, confidence)),

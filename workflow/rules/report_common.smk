@@ -18,6 +18,8 @@ REPORT_FIGURES = {
     "analysis_figures": {
         "scaling": "Scaling rules",
         "steps_to_target": "Steps to target",
+        "critical_batch": "Critical batch size",
+        "lr_forms": "Critical batch size",
     },
     "gradvar_figures": {"gradvar": "Gradient noise", "noise_scale": "Gradient noise"},
 }
@@ -32,12 +34,18 @@ FIGURE_TABLES = {
     "cost": ["run_status", "cost_cells"],
     "scaling": ["best_lr", "best_lr_cells", "scaling"],
     "steps_to_target": ["steps_to_target", "batch_scaling"],
+    "critical_batch": ["critical_batch"],
+    "lr_forms": ["best_lr", "lr_form_curves"],
     "gradvar": ["gradvar", "gradvar_slopes"],
     "noise_scale": ["gradvar_slopes"],
 }
 # the tables the page's sections show
 REPORT_TABLES = [
     "run_status",
+    "critical_batch",
+    "lr_noise_scale",
+    "batch_scaling_common",
+    "malladi",
     "hyperparameter_importance",
     "claims",
     "best_lr_cells",
