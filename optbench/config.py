@@ -402,3 +402,29 @@ def optimizer_settings(config: dict, name: str) -> dict:
 def optimizer_tag(config: dict, name: str) -> str:
     """<optimizer>-<digest of its settings>: the folder of its runs inside the experiment folder."""
     return f"{name}-{digest(optimizer_settings(config, name))}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m optbench.config FILE ...`: check config files as `snakemake --configfile FILE ...` reads
+    them (merged in order), before anything runs: a YAML error names the file and line (Snakemake's own
+    message for a --configfile does not), a bad value names the key."""
+    import sys
+
+    from snakemake.utils import update_config
+
+    files = sys.argv[1:] if argv is None else argv
+    config: dict = {}
+    try:
+        for path in files or ["config.yaml"]:
+            update_config(config, load_config(path))
+        prepare_config(config)
+    except (ConfigError, OSError) as error:
+        print(f"invalid configuration: {error}", file=sys.stderr)
+        return 1
+    print(f"{', '.join(files or ['config.yaml'])}: valid; {len(runs(config))} runs in {len(partition(config))} "
+          f"bundles per batch size; data {data_tag(config)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

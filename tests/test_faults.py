@@ -195,3 +195,29 @@ def test_editing_training_code_retrains_only_when_what_the_code_does_changes(tin
         path.write_text(original)
     planned = set(re.findall(r"^(\w+)\s+\d+$", result.stdout, flags=re.M)) - {"all", "total"}
     assert ({"train", "evaluate", "grad_variance"} <= planned) if retrains else not planned
+
+
+def test_old_experiment_folders_are_listed_and_removed_only_when_asked(tiny_workdir, tmp_path):
+    import subprocess
+    import sys
+
+    workdir = copy_of(tiny_workdir, tmp_path)
+    other = load_config(TINY)
+    other["train"]["epochs"] = 3  # another experiment tag, the same data
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(other, sort_keys=False))
+
+    def experiments(*args):
+        return subprocess.run([sys.executable, "-m", "optbench.experiments", "--directory", str(workdir), *args],
+                              capture_output=True, text=True, check=True, cwd=ROOT).stdout
+
+    listing = experiments(str(TINY))
+    assert "used by none of them: 0" in listing
+    runs = next((workdir / "results" / "runs").iterdir())
+    listing = experiments(str(tmp_path / "other.yaml"))
+    assert f"results/runs/{runs.name}" in listing.split("used by none of them")[1] and "nothing removed" in listing
+    assert runs.exists()
+    experiments("--remove", str(tmp_path / "other.yaml"))
+    assert not runs.exists() and not list((workdir / "logs" / "train").iterdir())
+    assert list((workdir / "results" / "data").glob("*.pt"))  # the other config still uses the data
+    assert not (workdir / "results" / ".receipts" / "gradvar").exists() or \
+        not list((workdir / "results" / ".receipts" / "gradvar").iterdir())
