@@ -80,7 +80,7 @@ def default_bundle(config):
 def bundle_epochs(tensors, config, batch_size):
     runs = [Run(OPTIMIZER, batch_size, float(lr), seed) for lr, seed in default_bundle(config)]
     results = train_bundle(tensors, runs, config, log=quiet)
-    return sum(r.steps_done for r in results) * batch_size, results[0].train_seconds
+    return sum(r.steps_done for r in results) * batch_size, sum(r.train_seconds for r in results)  # = loop time
 
 
 def ensemble_forward_backward(kind, tensors, config, members, batch_size, steps):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-import time
+from time import perf_counter  # a module-level name, so a test can substitute its own clock
 
 import torch
 from torch import nn
@@ -161,6 +161,12 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
     `resumes[i]` is member i's training_state() (train_run's format); all must be at the same step.
     `on_epoch_end(states_fn)` is called after every epoch; states_fn() builds every member's
     training_state (built only if the caller saves).
+
+    Time: each epoch's loop time (from its permutations to its log line, resume saves excluded) is
+    shared equally among the members training at the epoch's start, a member that diverges during
+    it included; from the next epoch on a diverged member stops accruing. So the members'
+    train_seconds (each continuing from its resumed value) add up to the bundle's loop time, and a
+    grid's summed train_seconds never exceeds the wall time of its train jobs.
     """
     (name,), (batch_size,) = {r.optimizer for r in runs}, {r.batch_size for r in runs}
     train_cfg, options = config["train"], config["optimizers"][name]
@@ -232,13 +238,13 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
         results[member].diverge(at, pending[member])
         log(f"{runs[member]}: diverged at step {at} (non-finite mini-batch loss)")
 
-    started = time.perf_counter() - training[0].train_seconds
     if step == 0:
         for member in range(len(runs)):
             if pending[member] and pending[member][0] == 0:
                 checkpoint(member, 0)
     log_every = train_cfg["log_every"]
     while active.any() and step < total:
+        epoch_started, sharing = perf_counter(), torch.nonzero(active).flatten().tolist()
         # Every member draws its permutation each epoch, as its solo run would (diverged ones too: unused).
         permutations = torch.stack([torch.randperm(n, generator=g) for g in orders]).to(device)
         logged_steps, logged_losses = [], []
@@ -269,7 +275,6 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
                     if pending[member] and pending[member][0] == step:
                         checkpoint(member, step)
         table = torch.stack(logged_losses).to("cpu", torch.float64).T.tolist() if logged_losses else []
-        elapsed = time.perf_counter() - started
         for member, result in enumerate(results):
             if table:
                 keep = [(s, v) for s, v in zip(logged_steps, table[member]) if not math.isnan(v)]
@@ -278,11 +283,13 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
             if result.status == "ok":
                 result.steps_done = step
                 result.epochs_done += 1
-            result.train_seconds = elapsed
         ok = [r for r in results if r.status == "ok"]
         if ok:
             log(f"bundle of {len(runs)} ({name}, bs {batch_size}): epoch {ok[0].epochs_done}/{train_cfg['epochs']} "
                 f"step {step}, {len(ok)} members training")
+        share = (perf_counter() - epoch_started) / len(sharing)
+        for member in sharing:
+            results[member].train_seconds += share
         if on_epoch_end is not None:
             on_epoch_end(lambda: [member_training_state(member) for member in range(len(runs))])
         alive = [m for m, r in enumerate(results) if r.status == "ok"]

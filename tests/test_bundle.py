@@ -24,6 +24,18 @@ def quiet(_):
     pass
 
 
+class TickingClock:
+    """A perf_counter that advances exactly 1 s per read. train_bundle reads its clock at each epoch's
+    start and end, so under it every epoch lasts 1 s and a bundle's loop time is its epoch count."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
 def twenty_steps(tensors, config, optimizer):
     """320 samples at batch 16 with drop_last: one epoch is exactly 20 steps, the last one a checkpoint."""
     config = copy.deepcopy(config)
@@ -187,3 +199,36 @@ def test_bench_flop_count_equals_torchs_count_for_a_bundle_step_and_for_its_bare
         with FlopCounterMode(display=False) as counted:
             bench.bare_matmuls(layers, members, batch_size, 1, orientation)()
         assert counted.get_total_flops() == stated * members, orientation
+
+
+def test_a_bundles_train_seconds_share_each_epoch_among_the_members_training_in_it(monkeypatch, mnist1d_tensors,
+                                                                                  config):
+    """3 epochs; the wild member diverges in epoch 1 and leaves: it holds 1/3 of epoch 1, the two others
+    1/3 of epoch 1 and 1/2 of epochs 2 and 3; the shares add up to the loop time (3 s), not 3 × 3 s."""
+    monkeypatch.setattr("optbench.bundle.perf_counter", TickingClock())
+    tensors = {**mnist1d_tensors, "x_train": mnist1d_tensors["x_train"][:512],
+               "y_train": mnist1d_tensors["y_train"][:512]}
+    config["train"]["epochs"] = 3
+    runs = [Run("sgd", 32, 0.1, 0), Run("sgd", 32, 1e6, 1), Run("sgd", 32, 0.2, 2)]
+    results = train_bundle(tensors, runs, config, log=quiet)
+    assert [r.status for r in results] == ["ok", "diverged", "ok"] and results[1].diverged_step <= 16
+    assert [r.train_seconds for r in results] == pytest.approx([1 / 3 + 2 / 2, 1 / 3, 1 / 3 + 2 / 2], rel=1e-12)
+    assert sum(r.train_seconds for r in results) == pytest.approx(3.0, rel=1e-12)
+    calm = train_bundle(tensors, [runs[0], runs[2]], config, log=quiet)
+    assert [r.train_seconds for r in calm] == [1.5, 1.5]
+
+
+def test_a_resumed_bundle_continues_each_members_train_seconds(monkeypatch, tmp_path, mnist1d_tensors, config):
+    """4 epochs of 2 members, saved after epoch 2 and resumed: 0.5 s per member-epoch either way, and the
+    resumed members' shares still add up to the whole bundle's loop time (4 s)."""
+    monkeypatch.setattr("optbench.bundle.perf_counter", TickingClock())
+    tensors = {**mnist1d_tensors, "x_train": mnist1d_tensors["x_train"][:512],
+               "y_train": mnist1d_tensors["y_train"][:512]}
+    config["train"]["epochs"] = 4
+    runs = [Run("adam", 32, 0.004, 0), Run("adam", 32, 0.001, 1)]
+    saved = []
+    whole = train_bundle(tensors, runs, config, log=quiet, on_epoch_end=lambda build: saved.append(build()))
+    assert [s["train_seconds"] for s in saved[1]] == [1.0, 1.0]
+    atomic_torch_save(saved[1], tmp_path / "states.pt")
+    resumed = train_bundle(tensors, runs, config, log=quiet, resumes=load_tensors(tmp_path / "states.pt"))
+    assert [r.train_seconds for r in resumed] == [r.train_seconds for r in whole] == [2.0, 2.0]
