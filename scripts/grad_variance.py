@@ -1,10 +1,10 @@
-"""Snakemake job: gradient-noise probes (σ², ||g_B − ∇f||² against σ²/m, z, B_simple) of one run."""
+"""Snakemake job: gradient-noise probes of one run — σ², ||∇f||² and the K draws of ||g_B − ∇f||² per m, raw."""
 from optbench.config import model_tag
 from optbench.data import load_dataset
 from optbench.gradvar import probe_run
-from optbench.io import atomic_write_csv
 from optbench.jobs import job_log, setup_job
 from optbench.runfiles import load_checkpoints
+from optbench.tables import PROBE_TABLES, write_table
 from optbench.train import init_model
 
 config = snakemake.config
@@ -22,5 +22,5 @@ with job_log(snakemake.log[0]) as log:
     tables = probe_run(model, load_checkpoints(snakemake.input.checkpoints), x, y,
                        config["grad_variance"], identity, log)
     for name, table in tables.items():
-        atomic_write_csv(table, snakemake.output[name])
+        write_table(table, snakemake.output[name], PROBE_TABLES[name])
         log(f"{snakemake.output[name]}: {len(table)} rows")

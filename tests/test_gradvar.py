@@ -1,4 +1,4 @@
-"""Gradient noise: per-sample norms against brute force, σ² and E||e||² against closed forms, z, verdicts."""
+"""Gradient-noise measurement: per-sample norms against brute force, σ² and E||e||² against closed forms, raw tables."""
 import copy
 import itertools
 import math
@@ -11,9 +11,10 @@ from scipy import stats
 from torch import nn
 
 from optbench import gradvar as gv
+from optbench.noise import predictions
 from optbench.config import ConfigError, prepare_config
 from optbench.model import make_mlp
-from tests.conftest import snakemake
+from optbench.tables import TABLES, read_table
 
 
 def half_squared_error(outputs, targets):
@@ -125,7 +126,7 @@ def test_expected_error_is_the_corrected_prediction_over_all_batches():
     full = per_sample.mean(0)
     errors = [np.sum((per_sample[list(batch)].mean(0) - full) ** 2)
               for batch in itertools.combinations(range(7), 3)]
-    iid, fpc = gv.predictions(sigma2, 7, 3)
+    iid, fpc = predictions(sigma2, 7, 3)
     assert np.mean(errors) == pytest.approx(fpc, rel=1e-12)
     assert iid == pytest.approx(fpc * 6 / 4)
 
@@ -154,56 +155,9 @@ def test_full_batch_has_no_error_and_single_samples_average_sigma2():
     full = gv.gradient_stats(model, x, y, half_squared_error).flat_grad()
     whole = gv.minibatch_errors(model, x, y, full, 40, 5, torch.Generator().manual_seed(0), half_squared_error)
     assert whole.pow(2).sum(1).max().item() < 1e-25 * sigma2
-    single = gv.minibatch_errors(model, x, y, full, 1, 2000, torch.Generator().manual_seed(1), half_squared_error)
-    table = gv.error_table({1: single.pow(2).sum(1).numpy()}, 40, sigma2, 0.95, 1999, np.random.default_rng(0))
-    assert table.loc[0, "ci_low"] <= sigma2 <= table.loc[0, "ci_high"]
-    assert table.loc[0, "pred_iid"] == table.loc[0, "pred_fpc"] == pytest.approx(sigma2)
-
-
-def test_empirical_means_lie_in_their_ci_of_the_corrected_prediction():
-    """Over 30 seeded repetitions × 5 m, the 95 % CIs cover σ²/m·(n−m)/(n−1) at about the nominal rate."""
-    model, x, y, sigma2, _ = least_squares(n=40)
-    covered, covered_fw, iid_covered = [], [], []
-    for repeat in range(30):
-        moments = gv.probe_checkpoint(model, x, y, [1, 4, 10, 20, 30], draws=200, entropy=[repeat], resamples=999,
-                                      loss_fn=half_squared_error)["moments"].set_index("m")
-        covered += moments["fpc_in_ci"].tolist()
-        covered_fw.append(moments["fpc_in_ci_fw"].all())
-        iid_covered.append(moments.loc[30, "iid_in_ci_fw"])
-    assert np.mean(covered) >= 0.88 and np.mean(covered_fw) >= 0.85  # nominal 0.95 (binomial sd 0.02, 0.04)
-    # At m = 30 of n = 40 the tutorial's σ²/m is 3.9× too large: never inside even the family-wise CI.
-    assert not any(iid_covered)
-    assert (moments["ci_low_fw"] <= moments["ci_low"]).all() and (moments["ci_high"] <= moments["ci_high_fw"]).all()
-    assert moments["sigma2"].iloc[0] == pytest.approx(sigma2, rel=1e-12)
-    assert moments["b_simple"].iloc[0] == pytest.approx(sigma2 / moments["grad_norm2"].iloc[0])
-
-
-def test_z_averages_one_and_its_range_covers_it_in_the_analytic_case():
-    model, x, y, sigma2, _ = least_squares(n=40)
-    full = gv.gradient_stats(model, x, y, half_squared_error).flat_grad()
-    zs, inside = [], []
-    for repeat in range(60):
-        errors = gv.minibatch_errors(model, x, y, full, 5, 40, torch.Generator().manual_seed(repeat),
-                                     half_squared_error)
-        dof = gv.z_dof(sigma2, [gv.pair_products(errors, 40, 5)])
-        row = gv.unbiasedness(errors.mean(0), errors.pow(2).sum(1).numpy(), 40, 5, sigma2, dof, (0.95,))
-        zs.append(row["z"])
-        inside.append(row["z_low"] <= row["z"] <= row["z_high"])
-    assert abs(np.mean(zs) - 1) < 3 * np.std(zs) / math.sqrt(len(zs))
-    assert np.mean(inside) >= 0.85
-
-
-def test_slope_fit_recovers_minus_one_and_the_corrected_bend():
-    n, rng = 3600, np.random.default_rng(0)
-    ms = [1, 2, 4, 8, 16, 32, 64, 128, 256]  # 256 > n/20 is left out of the fit
-    exact = {m: gv.predictions(2.0, n, m)[1] * rng.exponential(size=4000) for m in ms}
-    row = gv.slope_fit(exact, n, 0.95, 1999, rng)
-    assert row["fit_points"] == 8
-    assert row["slope_low"] <= row["slope_pred_fpc"] <= row["slope_high"]
-    assert -1.01 < row["slope_pred_fpc"] < -1.0
-    flatter = {m: draws * m**0.2 for m, draws in exact.items()}
-    row = gv.slope_fit(flatter, n, 0.95, 1999, rng)
-    assert row["slope_high"] < -0.7 and row["slope_low"] > -0.9
+    single = gv.minibatch_errors(model, x, y, full, 1, 4000, torch.Generator().manual_seed(1), half_squared_error)
+    sq = single.pow(2).sum(1)
+    assert sq.mean().item() == pytest.approx(sigma2, rel=4 * sq.std().item() / sigma2 / math.sqrt(4000))
 
 
 def test_probe_run_tables_on_mnist1d_checkpoints(mnist1d_tensors):
@@ -211,20 +165,28 @@ def test_probe_run_tables_on_mnist1d_checkpoints(mnist1d_tensors):
     model = make_mlp(40, [16])
     states = [copy.deepcopy(model.state_dict()), None]
     bundle = {"steps": torch.tensor([0, 10]), "states": states, "steps_per_epoch": 5}
-    settings = {"batch_sizes": [1, 2, 4, 8], "checkpoints": "all", "draws": 16, "seed": 0, "confidence": 0.95,
-                "bootstrap_resamples": 199, "chunk_size": 256}
+    settings = {"batch_sizes": [1, 2, 4, 8], "checkpoints": "all", "draws": 16, "seed": 0, "chunk_size": 256}
     identity = {"dataset": "mnist1d", "model": "mlp16", "optimizer": "sgd", "batch_size": 64, "lr": 0.1, "seed": 0}
     tables = gv.probe_run(model, bundle, x, y, settings, identity, log=lambda message: None)
-    moments, layers, slopes = tables["moments"], tables["layers"], tables["slopes"]
-    assert list(moments.columns) == [*identity, "step", "epoch", *gv.COLUMNS["moments"]]
+    moments, draws, layers = tables["moments"], tables["draws"], tables["layers"]
+    assert list(moments.columns) == list(TABLES["probe_moments"].columns)
+    assert list(draws.columns) == list(TABLES["probe_draws"].columns)
     assert len(moments) == 4 and moments["step"].eq(0).all()  # the checkpoint without weights is skipped
+    assert len(draws) == 4 * 16 and list(draws.groupby("m").size()) == [16] * 4
+    # the moments are those of the recorded draws: K, and ||ē||² at most the mean of ||e_k||²
+    assert (moments["K"] == 16).all()
+    mean_sq = draws.groupby("m")["sq_error"].mean().to_numpy()
+    assert (moments["mean_error_sq"].to_numpy() <= mean_sq).all()
+    assert (moments["pair_count"] == 15).all() and (moments["pair_sum"] > 0).all()
     assert list(layers["kind"]) == ["Linear(40→16)", "Linear(16→10)"]
     assert layers["sigma2_share"].sum() == pytest.approx(1.0)
-    assert layers["sigma2"].sum() == pytest.approx(slopes.loc[0, "sigma2"])
+    assert layers["sigma2"].sum() == pytest.approx(moments.loc[0, "sigma2"])
     again = gv.probe_run(model, bundle, x, y, settings, identity, log=lambda message: None)
-    pd.testing.assert_frame_equal(moments, again["moments"])
-    combined = gv.combine_tables([moments, moments.assign(seed=1), moments.iloc[:0]], "moments")
-    assert len(combined) == 8 and combined["seed"].is_monotonic_increasing
+    pd.testing.assert_frame_equal(draws, again["draws"])
+    # a row does not depend on which other m are probed (draws seeded per m)
+    fewer = gv.probe_run(model, bundle, x, y, {**settings, "batch_sizes": [2, 8]}, identity, log=lambda _: None)
+    pd.testing.assert_frame_equal(fewer["draws"].reset_index(drop=True),
+                                  draws[draws["m"].isin([2, 8])].reset_index(drop=True))
 
 
 def test_default_batch_sizes_and_checkpoint_selection():
@@ -234,47 +196,6 @@ def test_default_batch_sizes_and_checkpoint_selection():
     assert gv.selected_checkpoints(list(range(8)), states, "all") == [0, 1, 2, 3, 4, 5]
     assert gv.selected_checkpoints(list(range(8)), states, 2) == [0, 5]
     assert gv.selected_checkpoints(list(range(8)), states, 3) == [0, 2, 5]
-
-
-def verdict_tables(checkpoints=20, shift=None, noise=0.005, seed=0):
-    """Synthetic gradvar rows whose ratios follow the exact law (plus `shift` {m: added} to ratio_fpc and z)."""
-    rng, n, rows = np.random.default_rng(seed), 3600, []
-    for step in range(checkpoints):
-        for m in (1, 2, 100, 1024):
-            ratio_fpc = 1 + noise * rng.standard_normal() + (shift or {}).get(m, 0.0)
-            rows.append({"optimizer": "sgd", "batch_size": 64, "lr": 0.1, "seed": 0, "step": step, "n": n, "m": m,
-                         "ratio_fpc": ratio_fpc, "ratio_iid": ratio_fpc * (n - m) / (n - 1),
-                         "z": 1 + 0.2 * rng.standard_normal() + (shift or {}).get(m, 0.0),
-                         "z_low_fw": 0.4, "z_high_fw": 1.6})
-    slopes = pd.DataFrame({"step": range(checkpoints), "slope": -1.007, "slope_pred_fpc": -1.0067})
-    return pd.DataFrame(rows), slopes
-
-
-def test_pooled_means_are_bonferroni_t_intervals():
-    table, _ = verdict_tables(checkpoints=12, noise=0.05)
-    pooled = gv.pooled_means(table, "ratio_fpc", alpha=0.05)
-    values = table.loc[table["m"] == 100, "ratio_fpc"].to_numpy()
-    half = stats.t.ppf(1 - 0.05 / 4 / 2, 11) * values.std(ddof=1) / math.sqrt(12)
-    row = pooled.set_index("m").loc[100]
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx((values.mean() - half, values.mean() + half))
-    assert row["confidence"] == pytest.approx(1 - 0.05 / 4) and row["checkpoints"] == 12
-
-
-def test_verdicts_follow_their_declared_rules():
-    table, slopes = verdict_tables()
-    c4, c5 = gv.verdict_unbiased(table), gv.verdict_variance(table, slopes)
-    assert c4["verdict"] == "supported" and c5["verdict"] == "supported"
-    # 2.8 % below σ²/m at m = 100 (the finite-population factor), resolved with 20 checkpoints.
-    assert c5["verdict_literal"] == "not supported" and c5["iid_first_miss"] == 100
-    assert c5["ratio_iid_2_mean"] == pytest.approx(1, abs=0.01)
-    shifted, _ = verdict_tables(shift={2: 0.3})
-    c4 = gv.verdict_unbiased(shifted)
-    assert c4["verdict"] == "not supported" and "m = [2]" in c4["reason"]
-    assert gv.verdict_variance(shifted, slopes)["verdict"] == "not supported"
-    one, _ = verdict_tables(checkpoints=1)
-    assert gv.verdict_unbiased(one)["verdict"] == "inconclusive"
-    assert gv.verdict_variance(one, slopes)["verdict_literal"] == "inconclusive"
-    assert "Bonferroni" in c4["rule"] and "Bonferroni" in c5["rule"]
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -300,14 +221,17 @@ def test_config_fills_defaults_for_a_partial_section(config):
 
 
 @pytest.mark.workflow
-def test_tiny_workflow_writes_the_gradvar_tables(tmp_path, tiny_config):
-    snakemake(tmp_path, "--cores", "2", "results/tables/gradvar.csv")
-    table = pd.read_csv(tmp_path / "results/tables/gradvar.csv")
+def test_tiny_workflow_writes_the_gradvar_tables(tiny_workdir, tiny_config):
+    tables = tiny_workdir / "results/tables"
+    draws = read_table(tables / "probe_draws.csv", "probe_draws")
     settings = tiny_config["grad_variance"]
+    assert len(draws) == len(settings["probes"]) * settings["checkpoints"] * len(settings["batch_sizes"]) \
+        * settings["draws"]
+    table = read_table(tables / "gradvar.csv", "gradvar")
     assert len(table) == len(settings["probes"]) * settings["checkpoints"] * len(settings["batch_sizes"])
     assert {"n", "m", "K", "sigma2", "grad_norm2", "empirical_mean", "empirical_se", "ci_low", "ci_high",
             "pred_iid", "pred_fpc", "b_simple"} <= set(table.columns)
     assert (table["n"] == 3600).all() and (table["K"] == settings["draws"]).all()
-    slopes = pd.read_csv(tmp_path / "results/tables/gradvar_slopes.csv")
+    slopes = read_table(tables / "gradvar_slopes.csv", "gradvar_slopes")
     assert len(slopes) == len(settings["probes"]) * settings["checkpoints"]
-    assert len(pd.read_csv(tmp_path / "results/tables/gradvar_layers.csv")) == 2 * len(slopes)
+    assert len(read_table(tables / "gradvar_layers.csv", "gradvar_layers")) == 2 * len(slopes)

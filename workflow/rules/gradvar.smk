@@ -1,5 +1,6 @@
-# Gradient noise at the checkpoints of the probe runs (config grad_variance.probes): σ², the
-# mini-batch error against σ²/m, z and B_simple; one job per probe run, then one table each.
+# Gradient noise at the checkpoints of the probe runs (config grad_variance.probes): σ², ||∇f||² and
+# the K draws of ||g_B − ∇f||² per m, raw; one job per probe run, then one table each. Every
+# statistic of them (CIs against σ²/m, z, slopes, B_simple) is the analysis stage's (rule analyze).
 from optbench.config import lr_tag
 
 PROBE_DIR = f"results/gradvar/{EXP}/{GROUP}/seed{{seed}}"
@@ -20,10 +21,10 @@ rule grad_variance:
         checkpoints=f"{GROUP_DIR}/seed{{seed}}/checkpoints.pt",
     output:
         moments=f"{PROBE_DIR}/moments.csv",
+        draws=f"{PROBE_DIR}/draws.csv",
         layers=f"{PROBE_DIR}/layers.csv",
-        slopes=f"{PROBE_DIR}/slopes.csv",
     params:
-        # Part of the job's identity: changing K, the m list or the seed reruns the probes.
+        # Part of the job's identity: changing K, the m list, the checkpoints or the seed reruns the probes.
         settings={k: v for k, v in config["grad_variance"].items() if k != "probes"},
     log:
         f"logs/grad_variance/{GROUP_LOG}_seed{{seed}}.log",
@@ -43,12 +44,12 @@ rule grad_variance:
 rule aggregate_gradvar:
     input:
         moments=[f"{d}/moments.csv" for d in PROBE_DIRS],
+        draws=[f"{d}/draws.csv" for d in PROBE_DIRS],
         layers=[f"{d}/layers.csv" for d in PROBE_DIRS],
-        slopes=[f"{d}/slopes.csv" for d in PROBE_DIRS],
     output:
-        moments="results/tables/gradvar.csv",
+        moments="results/tables/probe_moments.csv",
+        draws="results/tables/probe_draws.csv",
         layers="results/tables/gradvar_layers.csv",
-        slopes="results/tables/gradvar_slopes.csv",
     log:
         "logs/aggregate_gradvar.log",
     conda:
