@@ -13,6 +13,7 @@ from optbench.model import make_optimizer
 from optbench.train import RunResult, checkpoint_schedule, cpu_copy, derived_seed, init_model, training_state
 
 CACHE_BYTES = 2 ** 20  # activations per forward/backward chunk of members: about an L2 cache
+GATHER_BYTES = 8 * 2 ** 20  # mini-batch samples gathered at once for the coming steps of every member
 
 
 def stacked_parameters(models: list[nn.Sequential]) -> dict[str, torch.Tensor]:
@@ -57,65 +58,95 @@ def member_chunk(batch_size: int, width: int, element_size: int = 4) -> int:
     return max(1, CACHE_BYTES // (batch_size * width * element_size))
 
 
+def epoch_batches(x: torch.Tensor, y: torch.Tensor, permutations: torch.Tensor, batch_size: int, steps: int,
+                  block: int):
+    """Each step's samples of every member, (members, batch, ...), from the members' permutations
+    (members, n): gathered `block` steps at a time (one indexing op, not one per step), step-major so
+    that each step's samples are contiguous; a last partial batch (drop_last: false) comes alone."""
+    members = len(permutations)
+    for first in range(0, steps, block):
+        count = min(block, steps - first)
+        index = permutations[:, first * batch_size:(first + count) * batch_size]
+        full = min(count, index.shape[1] // batch_size)
+        by_step = index[:, :full * batch_size].reshape(members, full, batch_size).transpose(0, 1).contiguous()
+        yield from zip(x[by_step], y[by_step])
+        if full < count:
+            rest = index[:, full * batch_size:]
+            yield x[rest], y[rest]
+
+
 class VectorisedOptimizer:
-    """torch.optim's SGD / Adam / AdamW formulas on stacked parameters with one learning rate per member.
+    """torch.optim's SGD / Adam / AdamW on stacked parameters with one learning rate per member.
 
     torch.optim takes one scalar lr per group, so it is exact on a bundle only when members share it;
     the state keys (step, exp_avg, exp_avg_sq, momentum_buffer) are torch.optim's, per stacked tensor.
+    The update is torch.optim's own fused kernel (its `fused=True` path: one pass over parameter,
+    gradient and state per element), called once per run of members sharing a learning rate (a
+    bundle is lr-major, so the default bundle makes 12 calls) on views of the stacked tensors. It
+    replaced ~10 elementwise ops per tensor, which profiled at ~40 % of a batch-16 step
+    (BENCHMARKS.md); its rounding differs from the op-by-op formula by an ulp or so per update.
     """
 
     def __init__(self, name: str, params: list[torch.Tensor], lrs: list[float], options: dict):
         if name not in ("sgd", "adam", "adamw"):
             raise ValueError(f"unknown optimizer '{name}'; expected one of sgd, adam, adamw")
         self.name, self.params, self.options = name, params, options
-        self.lrs = torch.tensor(lrs, dtype=params[0].dtype, device=params[0].device)
         self.state: dict[torch.Tensor, dict] = {p: {} for p in params}
         self.weight_decay = options.get("weight_decay", 0.01 if name == "adamw" else 0.0)
+        self.groups, start = [], 0  # (lr, members) for each run of equal learning rates
+        for end in range(1, len(lrs) + 1):
+            if end == len(lrs) or lrs[end] != lrs[start]:
+                self.groups.append((float(lrs[start]), slice(start, end)))
+                start = end
+        self._views: tuple = ((), [])  # (the tensors they were cut from, per-group views)
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
+    def _group_views(self, keys: list[str]) -> list[list[list[torch.Tensor]]]:
+        """Per group: [params, grads, *state[key] for key in keys] as member-slice views, cut once and
+        reused while the underlying tensors stay the same (a resume replaces the state tensors)."""
+        sources = tuple(t for p in self.params for t in (p, p.grad, *(self.state[p][k] for k in keys)))
+        cached, views = self._views
+        if len(cached) != len(sources) or any(a is not b for a, b in zip(cached, sources)):
+            views = [[[t[part] for t in sources[i::2 + len(keys)]] for i in range(2 + len(keys))]
+                     for _, part in self.groups]
+            self._views = (sources, views)
+        return views
+
     @torch.no_grad()
     def step(self) -> None:
-        for p in self.params:
-            lr = self.lrs.view(-1, *[1] * (p.dim() - 1))
-            if self.name == "sgd":
-                self._sgd(p, lr)
-            else:
-                self._adam(p, lr)
+        if self.name == "sgd":
+            self._sgd()
+        else:
+            self._adam()
 
-    def _sgd(self, p, lr) -> None:
-        grad = p.grad if self.weight_decay == 0 else p.grad.add(p, alpha=self.weight_decay)
+    def _sgd(self) -> None:
         momentum = self.options.get("momentum", 0.0)
-        if momentum != 0:
-            state = self.state[p]
-            if "momentum_buffer" not in state:
-                state["momentum_buffer"] = grad.detach().clone()
-            else:
-                state["momentum_buffer"].mul_(momentum).add_(grad)
-            grad = state["momentum_buffer"]
-        p.sub_(lr * grad)
+        first = momentum != 0 and "momentum_buffer" not in self.state[self.params[0]]
+        if first:
+            for p in self.params:
+                self.state[p]["momentum_buffer"] = torch.empty_like(p)  # the kernel copies the gradient in
+        keys = ["momentum_buffer"] if momentum != 0 else []
+        for (lr, _), (params, grads, *buffers) in zip(self.groups, self._group_views(keys)):
+            torch._fused_sgd_(params, grads, buffers[0] if buffers else [], weight_decay=self.weight_decay,
+                              momentum=momentum, lr=lr, dampening=0.0, nesterov=False, maximize=False,
+                              is_first_step=first)
 
-    def _adam(self, p, lr) -> None:
+    def _adam(self) -> None:
         beta1, beta2 = self.options.get("betas", (0.9, 0.999))
-        eps = self.options.get("eps", 1e-8)
-        state = self.state[p]
-        if not state:
-            state.update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
-        state["step"] += 1
-        grad = p.grad
-        if self.weight_decay != 0:
-            if self.name == "adamw":
-                p.mul_(1 - lr * self.weight_decay)
-            else:
-                grad = grad.add(p, alpha=self.weight_decay)
-        state["exp_avg"].lerp_(grad, 1 - beta1)
-        state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        step = state["step"].item()
-        # p -= lr / bc1 · m / (√v / √bc2 + eps), in place: dividing denom by the per-member step size
-        denom = state["exp_avg_sq"].sqrt().div_((1 - beta2 ** step) ** 0.5).add_(eps)
-        p.addcdiv_(state["exp_avg"], denom.div_(lr / (1 - beta1 ** step)), value=-1)
+        for p in self.params:
+            if not self.state[p]:
+                self.state[p].update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(p),
+                                     exp_avg_sq=torch.zeros_like(p))
+        steps = [self.state[p]["step"] for p in self.params]
+        torch._foreach_add_(steps, 1)
+        kernel = torch._fused_adamw_ if self.name == "adamw" else torch._fused_adam_
+        for (lr, _), (params, grads, exp_avgs, exp_avg_sqs) in zip(self.groups,
+                                                                   self._group_views(["exp_avg", "exp_avg_sq"])):
+            kernel(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=lr, beta1=beta1, beta2=beta2,
+                   weight_decay=self.weight_decay, eps=self.options.get("eps", 1e-8), amsgrad=False, maximize=False)
 
 
 def make_bundle_optimizer(name: str, params: list[torch.Tensor], lrs: list[float], options: dict):
@@ -191,6 +222,9 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
     # gradients, so backward accumulates in place (no zero-filled full-size gradient per chunk).
     chunk = member_chunk(batch_size, max(config["model"]["hidden"] + [x[0].numel()]))
     chunks = [slice(start, start + chunk) for start in range(0, len(runs), chunk)]
+    # Samples are gathered for `block` steps at a time (one indexing op, not one per step and chunk),
+    # within GATHER_BYTES whatever the data's width.
+    block = max(1, GATHER_BYTES // (len(runs) * batch_size * x[0].numel() * x.element_size()))
     for p in params:
         p.grad = torch.zeros_like(p)
     chunk_params = []
@@ -220,6 +254,7 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
     pending = [[s for s in schedule if s not in r.checkpoint_steps] for r in results]
     scheduled = set(schedule)
     active = torch.tensor([r.status == "ok" for r in results], device=device)
+    active_parts = [active[part] for part in chunks]  # views: updating one updates `active`
 
     def member_state(member: int) -> dict:
         return cpu_copy({k: stacked[k][member] for k in keys})
@@ -248,19 +283,20 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
         # Every member draws its permutation each epoch, as its solo run would (diverged ones too: unused).
         permutations = torch.stack([torch.randperm(n, generator=g) for g in orders]).to(device)
         logged_steps, logged_losses = [], []
-        for batch in range(per_epoch):
-            index = permutations[:, batch * batch_size:(batch + 1) * batch_size]
-            step_losses = torch.empty(len(runs), device=device)
-            for part, views in zip(chunks, chunk_params):
-                losses = member_losses(views, x[index[part]], y[index[part]])
-                step_losses[part] = losses.detach()
-                finite = torch.isfinite(losses.detach())
-                if not bool(finite[active[part]].all()):
-                    for member in (torch.nonzero(active[part] & ~finite).flatten() + part.start).tolist():
-                        diverge(member, step + 1)
-                    active[part] &= finite
+        for x_step, y_step in epoch_batches(x, y, permutations, batch_size, per_epoch, block):
+            chunk_losses = []
+            for part, views, chunk_active in zip(chunks, chunk_params, active_parts):
+                losses = member_losses(views, x_step[part], y_step[part])
                 # where(), not a product: 0 × NaN would leak NaN into the shared backward.
-                torch.where(active[part], losses, torch.zeros_like(losses)).sum().backward()
+                objective = torch.where(chunk_active, losses, 0.0).sum()
+                if not math.isfinite(objective.item()):  # rare: find the active members whose loss is not finite
+                    finite = torch.isfinite(losses.detach())
+                    for member in (torch.nonzero(chunk_active & ~finite).flatten() + part.start).tolist():
+                        diverge(member, step + 1)
+                    chunk_active &= finite
+                    objective = torch.where(chunk_active, losses, 0.0).sum()
+                objective.backward()
+                chunk_losses.append(losses.detach())
             if not active.any():
                 break
             optimizer.step()
@@ -269,17 +305,18 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
             step += 1
             if step % log_every == 0:
                 logged_steps.append(step)
-                logged_losses.append(torch.where(active, step_losses, math.nan))
+                logged_losses.append(chunk_losses[0] if len(chunks) == 1 else torch.cat(chunk_losses))
             if step in scheduled:  # a set lookup per step; the members are visited only at checkpoints
                 for member in torch.nonzero(active).flatten().tolist():
                     if pending[member] and pending[member][0] == step:
                         checkpoint(member, step)
         table = torch.stack(logged_losses).to("cpu", torch.float64).T.tolist() if logged_losses else []
         for member, result in enumerate(results):
-            if table:
-                keep = [(s, v) for s, v in zip(logged_steps, table[member]) if not math.isnan(v)]
-                result.log_steps += [s for s, _ in keep]
-                result.log_losses += [v for _, v in keep]
+            # a member logs the steps it trained: all of them, or those before its divergence
+            last = step if result.status == "ok" else result.diverged_step - 1
+            keep = [(s, v) for s, v in zip(logged_steps, table[member] if table else []) if s <= last]
+            result.log_steps += [s for s, _ in keep]
+            result.log_losses += [v for _, v in keep]
             if result.status == "ok":
                 result.steps_done = step
                 result.epochs_done += 1
