@@ -265,14 +265,16 @@ def job_seconds(workdir: Path) -> dict[str, list[float]]:
     return seconds
 
 
-def job_walls(workdir: Path) -> dict[str, list[float]]:
-    """Wall seconds of every train/evaluate/grad_variance job as Snakemake's benchmark files record it
-    (process start, imports and all)."""
-    walls = {stage: [] for stage in STAGES}
+def job_benchmarks(workdir: Path) -> dict[str, list[tuple[float, float]]]:
+    """(wall s, CPU s) of every train/evaluate/grad_variance job as Snakemake's benchmark files record
+    them (process start, imports and all); CPU time is what a loaded machine changes least."""
+    jobs = {stage: [] for stage in STAGES}
     for stage in STAGES:
         for tsv in (workdir / "benchmarks" / stage).rglob("*.tsv"):
-            walls[stage].append(float(tsv.read_text().splitlines()[1].split("\t")[0]))
-    return walls
+            header, values = (line.split("\t") for line in tsv.read_text().splitlines()[:2])
+            row = dict(zip(header, values))
+            jobs[stage].append((float(row["s"]), float(row["cpu_time"])))
+    return jobs
 
 
 def snakemake(workdir, configfile, cores, *args):
@@ -302,7 +304,7 @@ def grid(configfile, cores, targets):
     return wall, dry_run, rerender, reran, workdir
 
 
-def floor_rows(workdir, config, tensors, members, cores, wall, in_job):
+def floor_rows(workdir, config, tensors, members, cores, wall, in_job, cpu):
     """Floor per stage: FLOPs from the grid's outputs ÷ the bare rate at the stage's shapes (measured now)."""
     settings = config["grad_variance"]
     n = len(tensors["x_train"])
@@ -317,17 +319,17 @@ def floor_rows(workdir, config, tensors, members, cores, wall, in_job):
     total = {"train": sum(flops["train"].values()), "evaluate": flops["evaluate"], "grad_variance": flops["grad_variance"]}
     print("\nthe floor: matmul FLOPs the grid's algorithm needed (from its outputs) at the bare rate of the same "
           "products at the same shapes, measured now (bench/floor.py)")
-    print("| stage | TFLOP | bare GFLOP/s at its shapes | floor core-s | in-job core-s | in-job ÷ floor |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| stage | TFLOP | bare GFLOP/s at its shapes | floor core-s | in-job core-s | in-job ÷ floor | job CPU ÷ floor |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for stage in STAGES:
         rate = (" / ".join(f"{rates['train'][b] / 1e9:.0f}" for b in sorted(rates["train"])) + f" (bs {', '.join(map(str, sorted(rates['train'])))})"
                 if stage == "train" else f"{rates[stage] / 1e9:.1f}")
-        spent = sum(in_job[stage])
+        spent, floor_s = sum(in_job[stage]), seconds[stage] or math.nan
         print(f"| {stage} | {total[stage] / 1e12:.2f} | {rate} | {seconds[stage]:.1f} | {spent:.1f} | "
-              f"{spent / seconds[stage] if seconds[stage] else math.nan:.2f} |")
+              f"{spent / floor_s:.2f} | {sum(cpu[stage]) / floor_s:.2f} |")
     floor_wall = sum(seconds.values()) / cores
     print(f"| all, on {cores} cores | {sum(total.values()) / 1e12:.2f} | | {floor_wall:.1f} (wall) | {wall:.1f} (wall) | "
-          f"{wall / floor_wall:.2f} |")
+          f"{wall / floor_wall:.2f} | |")
     return wall / floor_wall
 
 
@@ -436,19 +438,20 @@ def main() -> None:
 
     if not args.no_grid:
         wall, dry_run, rerender, reran, workdir = grid(Path(args.config).resolve(), args.cores, args.grid_targets)
-        in_job, walls = job_seconds(workdir), job_walls(workdir)
+        in_job, jobs = job_seconds(workdir), job_benchmarks(workdir)
         efficiency = sum(map(sum, in_job.values())) / (wall * args.cores)
         print(f"\ngrid {args.config}{' targets ' + ' '.join(args.grid_targets) if args.grid_targets else ''} on "
               f"--cores {args.cores} (load average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())}): wall "
               f"{wall:.1f} s, pipeline efficiency {efficiency:.2f} (in-process job time / (wall × cores)); "
               f"outputs in {workdir}")
-        print("| stage | jobs | in-job s | job wall s (Snakemake benchmark) | overhead per job s (wall − in-job) |")
-        print("| --- | ---: | ---: | ---: | ---: |")
+        print("| stage | jobs | in-job s | job wall s (Snakemake benchmark) | overhead per job s (wall − in-job) | job CPU s |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
         for stage in STAGES:
-            jobs = len(walls[stage])
-            overhead = (sum(walls[stage]) - sum(in_job[stage])) / jobs if jobs else math.nan
-            print(f"| {stage} | {jobs} | {sum(in_job[stage]):.1f} | {sum(walls[stage]):.1f} | {overhead:.2f} |")
-        ratio = floor_rows(workdir, config, tensors, members, args.cores, wall, in_job)
+            count, walls, cpus = len(jobs[stage]), sum(w for w, _ in jobs[stage]), sum(c for _, c in jobs[stage])
+            overhead = (walls - sum(in_job[stage])) / count if count else math.nan
+            print(f"| {stage} | {count} | {sum(in_job[stage]):.1f} | {walls:.1f} | {overhead:.2f} | {cpus:.1f} |")
+        cpu = {stage: [c for _, c in jobs[stage]] for stage in STAGES}
+        ratio = floor_rows(workdir, config, tensors, members, args.cores, wall, in_job, cpu)
         print(f"`snakemake -n` on the finished run: {dry_run:.1f} s")
         print(f"report re-render after a template-only edit (a comment appended to report.css, then restored): "
               f"{rerender:.1f} s, rules rerun: {', '.join(reran) or 'none'}")
