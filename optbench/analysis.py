@@ -1,42 +1,21 @@
-"""Analyses of the run tables: best LR, LR sensitivity, scaling rules, trajectories, steps to target, stopping."""
+"""Every statistic of the run tables: selection, best LR, sensitivity, scaling, trajectories, steps, stopping, cost."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize
 
 from optbench.config import CELL_KEYS, RUN_KEYS
+from optbench.stats import geometric_ci, mean_ci, median_range, relative_drop_ci
 
 SEED_KEYS = ["optimizer", "batch_size", "seed"]
 # selection metric → (split, which checkpoint): the same names as config `selection.metric`
 METRICS = {"min_val_loss": ("val", "min"), "final_val_loss": ("val", "final"),
            "min_train_loss": ("train", "min"), "final_train_loss": ("train", "final")}
 LR_MATCH = 1e-6  # relative tolerance when looking an LR up on the grid (k·lr is computed in floating point)
-
-
-# ---------------------------------------------------------------------------------------------
-# Small statistics shared by the analyses
-
-def mean_ci(values, confidence: float) -> tuple[float, float, float, int]:
-    """(mean, low, high, n) with a Student-t interval over the finite values; no interval below n = 2."""
-    values = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan, math.nan, 0
-    mean = float(values.mean())
-    if n < 2:
-        return mean, math.nan, math.nan, n
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * values.std(ddof=1) / math.sqrt(n))
-    return mean, mean - half, mean + half, n
-
-
-def geometric_ci(values, confidence: float) -> tuple[float, float, float, int]:
-    """mean_ci in log space, mapped back: geometric mean and its interval (positive values)."""
-    values = np.asarray(values, dtype=float)
-    mean, low, high, n = mean_ci(np.log(values[values > 0]), confidence)
-    return tuple(math.exp(v) if np.isfinite(v) else math.nan for v in (mean, low, high)) + (n,)
+MOST = 0.5       # "in most seeds": a share of seeds above this
 
 
 def lr_index(grid, lr: float) -> int | None:
@@ -45,48 +24,83 @@ def lr_index(grid, lr: float) -> int | None:
     return int(hits[0]) if len(hits) else None
 
 
+def same_lr(a, b) -> bool:
+    return bool(np.isclose(a, b, rtol=LR_MATCH, atol=0))
+
+
 # ---------------------------------------------------------------------------------------------
 # Per-run numbers
 
 def run_scores(runs: pd.DataFrame, metric: str, train_checkpoints: int, oscillation_rise: float) -> pd.DataFrame:
-    """One row per run: the selection metric (`score`), the training objective, and instability.
+    """lr_scores.csv: one row per run — the selection metric, the checkpoint it picks, and the run's other numbers.
 
-    score: the selection metric (inf for a diverged run, which is never selected). val_min: the
-    minimum validation loss over checkpoints. train_objective: eval-mode loss over the whole
-    training set averaged over the last `train_checkpoints` checkpoints (damps spikes; inf if any
-    is non-finite). train_rise: the largest rise of that loss above its running minimum, relative
-    to the minimum; a run `oscillates` when it exceeds `oscillation_rise`.
+    score: the selection metric; inf for a diverged run, which is never selected. chosen_step /
+    chosen_epoch: the checkpoint the metric picks (the earliest of equal minima), where test_loss and
+    test_accuracy are read (reported, never used to choose). val_min and its epoch: the validation
+    minimum (the early-stopping point); val_final: the validation loss at the end; val_gap = val_final
+    − val_min. train_objective: eval-mode loss over the whole training set averaged over the last
+    `train_checkpoints` checkpoints (damps spikes; inf if any is non-finite); train_mid: the training
+    loss at the last checkpoint of the budget's first half. train_rise: the largest rise of the
+    training loss above its running minimum, relative to the minimum; a run `oscillates` when it
+    exceeds `oscillation_rise`.
     """
     split, which = METRICS[metric]
     rows = []
     for key, run in runs.sort_values([*RUN_KEYS, "step"], kind="stable").groupby(RUN_KEYS, sort=True):
         status = run["status"].iloc[0]
         diverged = status != "ok"
-        curves = {name: part for name, part in run.groupby("split")}
+        curves = {name: part.reset_index(drop=True) for name, part in run.groupby("split")}
         chosen = curves[split]["loss"].to_numpy(float)
-        finite = chosen[np.isfinite(chosen)]
-        if which == "min":
-            score = float(finite.min()) if len(finite) else math.inf
-        else:
-            score = float(chosen[-1]) if np.isfinite(chosen[-1]) else math.inf
-        val = curves["val"]["loss"].to_numpy(float)
-        train = curves["train"]["loss"].to_numpy(float)
-        steps = curves["train"]["step"].to_numpy(float)
-        epochs = curves["train"]["epoch"].to_numpy(float)
-        last = train[-train_checkpoints:]
+        pick = _pick(chosen, which)
+        val, train, test = curves["val"], curves["train"], curves["test"]
+        val_loss, train_loss = val["loss"].to_numpy(float), train["loss"].to_numpy(float)
+        val_pick = _pick(val_loss, "min")
+        epochs, steps = train["epoch"].to_numpy(float), train["step"].to_numpy(float)
+        last = train_loss[-train_checkpoints:]
+        half = np.flatnonzero(epochs <= epochs[-1] / 2)
         positive = steps > 0
+        chosen_step = curves[split]["step"].iloc[pick] if pick is not None and not diverged else math.nan
+        at_test = test[test["step"] == chosen_step]
         rows.append({
             **dict(zip(RUN_KEYS, key)), "status": status,
-            "score": math.inf if diverged else score,
-            "val_min": float(val[np.isfinite(val)].min()) if np.isfinite(val).any() else math.inf,
-            "initial_train": float(train[0]),
+            "score": math.inf if diverged or pick is None else float(chosen[pick]),
+            "chosen_step": chosen_step,
+            "chosen_epoch": curves[split]["epoch"].iloc[pick] if pick is not None and not diverged else math.nan,
+            "test_loss": float(at_test["loss"].iloc[0]) if len(at_test) else math.nan,
+            "test_accuracy": float(at_test["accuracy"].iloc[0]) if len(at_test) else math.nan,
+            "val_min": float(val_loss[val_pick]) if val_pick is not None else math.inf,
+            "val_min_epoch": float(val["epoch"].iloc[val_pick]) if val_pick is not None else math.nan,
+            "val_final": float(val_loss[-1]),
+            "initial_train": float(train_loss[0]),
+            "train_mid": float(train_loss[half[-1]]) if len(half) else math.nan,
             "train_objective": float(last.mean()) if np.isfinite(last).all() and not diverged else math.inf,
-            "train_rise": math.inf if diverged else _max_rise(train),
+            "train_rise": math.inf if diverged else _max_rise(train_loss),
+            "final_epoch": float(epochs[-1]),
             "steps_per_epoch": float(np.median(steps[positive] / epochs[positive])) if positive.any() else math.nan,
         })
     table = pd.DataFrame(rows)
+    table["val_gap"] = np.where(table["status"] == "ok", table["val_final"] - table["val_min"], math.nan)
     table["oscillates"] = table["train_rise"] > oscillation_rise
+    # relative drops of the training loss (C1): from initialisation to the end, and over the second half
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table["train_drop"] = 1 - table["train_objective"] / table["initial_train"]
+        table["train_late_drop"] = 1 - table["train_objective"] / table["train_mid"]
     return table
+
+
+def mark_near_best(scores: pd.DataFrame, tolerance: float) -> pd.DataFrame:
+    """scores with `near_best`: the run's selection metric is within (1 + tolerance) × the best of its
+    optimizer × batch size × seed (the same threshold as the near-best width, seed_widths)."""
+    best = scores.groupby(SEED_KEYS)["score"].transform("min")
+    return scores.assign(near_best=np.isfinite(scores["score"]) & (scores["score"] <= best * (1 + tolerance)))
+
+
+def _pick(losses: np.ndarray, which: str) -> int | None:
+    """Index of the checkpoint a metric picks: the earliest finite minimum, or the last if finite."""
+    finite = np.isfinite(losses)
+    if which == "min":
+        return int(np.nanargmin(np.where(finite, losses, np.nan))) if finite.any() else None
+    return len(losses) - 1 if finite[-1] else None
 
 
 def _max_rise(losses: np.ndarray) -> float:
@@ -95,6 +109,53 @@ def _max_rise(losses: np.ndarray) -> float:
     if len(losses) == 0:
         return math.inf
     return float(np.max(losses / np.minimum.accumulate(losses)) - 1)
+
+
+def training_drops(scores: pd.DataFrame, cells: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """training_drop.csv: per optimizer × batch size, at the cell's best grid LR (best_lr_cells), the
+    relative drop of the training loss from initialisation to the end (1 − L_end/L_0) and over the
+    budget's second half (1 − L_end/L_mid), each with a t CI over seeds taken on the log loss ratio
+    and mapped back (relative_drop_ci: never above 100 %)."""
+    rows = []
+    for cell in cells.itertuples():
+        seeds = scores[(scores["optimizer"] == cell.optimizer) & (scores["batch_size"] == cell.batch_size)]
+        row = {"optimizer": cell.optimizer, "batch_size": cell.batch_size, "confidence": confidence,
+               "lr": cell.grid_lr, "grid_seeds": int(seeds["seed"].nunique())}
+        mine = seeds[np.isclose(seeds["lr"], cell.grid_lr, rtol=LR_MATCH, atol=0)] if np.isfinite(cell.grid_lr) \
+            else seeds.iloc[:0]
+        for name, start in (("drop", "initial_train"), ("late_drop", "train_mid")):
+            drop = relative_drop_ci(mine["train_objective"], mine[start], confidence)
+            row.update({name: drop[0], f"{name}_low": drop[1], f"{name}_high": drop[2], f"{name}_seeds": drop[3]})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*CELL_KEYS, "confidence", "lr", "grid_seeds", "drop", "drop_low", "drop_high",
+                                       "drop_seeds", "late_drop", "late_drop_low", "late_drop_high",
+                                       "late_drop_seeds"])
+
+
+def lr_summary(scores: pd.DataFrame) -> pd.DataFrame:
+    """lr_summary.csv: per optimizer × batch size × learning rate, medians over the seeds that trained
+    (not diverged) of the selection metric, the epoch of the validation minimum and how far the final
+    validation loss ends above it — the lines of the sensitivity and early-stopping figures."""
+    ok = scores[scores["status"] == "ok"]
+    grouped = ok.groupby([*CELL_KEYS, "lr"], sort=True)
+    table = grouped.agg(seeds_trained=("seed", "size"), score_median=("score", "median"),
+                        val_min_epoch_median=("val_min_epoch", "median"), val_gap_median=("val_gap", "median"))
+    every = scores.groupby([*CELL_KEYS, "lr"], sort=True)["seed"].size().rename("seeds")
+    return table.join(every, how="right").fillna({"seeds_trained": 0}).reset_index()[
+        [*CELL_KEYS, "lr", "seeds", "seeds_trained", "score_median", "val_min_epoch_median", "val_gap_median"]]
+
+
+def curve_bands(runs: pd.DataFrame) -> pd.DataFrame:
+    """curve_bands.csv: median, min and max across seeds per optimizer × batch size × lr × split × checkpoint.
+
+    Non-finite losses (after divergence) count as missing, so a band stops where its runs diverged;
+    `seeds` counts the finite values behind each point.
+    """
+    frame = runs.assign(loss=runs["loss"].where(np.isfinite(runs["loss"])))
+    grouped = frame.groupby(["optimizer", "batch_size", "lr", "split", "step"], sort=True)
+    bands = grouped.agg(epoch=("epoch", "first"), median=("loss", "median"), low=("loss", "min"),
+                        high=("loss", "max"), seeds=("loss", "count"))
+    return bands.reset_index()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,13 +171,34 @@ def parabola_vertex(x, y) -> float:
     return float(np.clip(-b / (2 * a), x[0], x[2]))
 
 
+def censoring(grid: np.ndarray, values: np.ndarray, i: int) -> tuple[list[str], list[str]]:
+    """The tuning playbook's boundary check of the optimum grid[i] among `values` (NaN: missing run,
+    inf: diverged): the sides (low, high) on which the true optimum may lie off the grid, and how to
+    extend it. One rule for the per-seed and the per-cell best LR."""
+    sides, notes = [], []
+    for side, j, beyond in (("low", i - 1, "below"), ("high", i + 1, "above")):
+        if j < 0 or j >= len(grid):
+            sides.append(side)
+            notes.append(f"best at the grid's {'lowest' if j < 0 else 'highest'} LR {grid[i]:g}: extend the grid "
+                         f"{beyond}")
+        elif not np.isfinite(values[j]):
+            what = "is missing" if np.isnan(values[j]) else "diverged"
+            sides.append(side)
+            notes.append(f"the neighbour {grid[j]:g} {what}: add LRs between {min(grid[i], grid[j]):g} "
+                         f"and {max(grid[i], grid[j]):g}")
+    return sides, notes
+
+
+def _side(sides: list[str]) -> str:
+    return "both" if len(sides) == 2 else "".join(sides)
+
+
 def best_lr_per_seed(scores: pd.DataFrame, column: str) -> pd.DataFrame:
     """Per optimizer × batch size × seed: the grid LR minimising `column`, refined by a parabola in
-    log lr through it and its two neighbours, and the tuning playbook's boundary check.
+    log lr through it and its two neighbours, and the boundary check (`censoring`).
 
-    The optimum is censored when it sits on the grid's edge, or beside a diverged (non-finite) or
-    missing neighbour: the refinement is then skipped (lr_star = the grid LR), `censor_side` says
-    which way the true optimum may lie (low, high, both) and `censor_note` how to extend the grid.
+    A censored optimum is not refined (lr_star = the grid LR); `censor_side` says which way the
+    true optimum may lie (low, high, both) and `censor_note` how to extend the grid.
     """
     rows = []
     for (optimizer, batch_size), cell in scores.groupby(CELL_KEYS, sort=True):
@@ -130,51 +212,72 @@ def best_lr_per_seed(scores: pd.DataFrame, column: str) -> pd.DataFrame:
                              "censor_side": "both", "censor_note": "every LR diverged: extend the grid below"})
                 continue
             i = int(np.nanargmin(np.where(usable, values, np.nan)))
-            sides, notes = [], []
-            for side, j, beyond in (("low", i - 1, "below"), ("high", i + 1, "above")):
-                if j < 0 or j >= len(grid):
-                    sides.append(side)
-                    notes.append(f"best at the grid's {'lowest' if j < 0 else 'highest'} LR {grid[i]:g}: "
-                                 f"extend the grid {beyond}")
-                elif not usable[j]:
-                    what = "is missing" if np.isnan(values[j]) else "diverged"
-                    sides.append(side)
-                    notes.append(f"the neighbour {grid[j]:g} {what}: add LRs between {min(grid[i], grid[j]):g} "
-                                 f"and {max(grid[i], grid[j]):g}")
+            sides, notes = censoring(grid, values, i)
             censored = bool(sides)
             lr_star = grid[i] if censored else 10 ** parabola_vertex(np.log10(grid[i - 1:i + 2]), values[i - 1:i + 2])
             rows.append({**row, "grid_lr": float(grid[i]), "value": float(values[i]), "lr_star": float(lr_star),
-                         "censored": censored, "censor_side": "both" if len(sides) == 2 else "".join(sides),
-                         "censor_note": "; ".join(notes)})
+                         "censored": censored, "censor_side": _side(sides), "censor_note": "; ".join(notes)})
     return pd.DataFrame(rows)
 
 
-def best_lr_table(scores: pd.DataFrame, metric: str, confidence: float) -> pd.DataFrame:
+def best_lr_table(scores: pd.DataFrame, metric: str) -> pd.DataFrame:
     """best_lr.csv: one row per optimizer × batch size × seed, lr* by the selection metric
-    (`lr_star`, ...) and by the training objective (`*_train`, used by the scaling rules), each
-    with its cell's geometric mean and CI across seeds."""
+    (`lr_star`, ...) and by the training objective (`*_train`, what the scaling rules concern)."""
     parts = []
     for column, suffix in (("score", ""), ("train_objective", "_train")):
         best = best_lr_per_seed(scores, column).rename(columns={"value": "score"})
-        cells = []
-        for key, cell in best.groupby(CELL_KEYS, sort=True):
-            mean, low, high, n = geometric_ci(cell["lr_star"].dropna(), confidence)
-            cells.append({**dict(zip(CELL_KEYS, key)), "lr_star_gmean": mean, "lr_star_low": low,
-                          "lr_star_high": high, "n_seeds": n, "n_censored": int(cell["censored"].sum())})
-        best = best.merge(pd.DataFrame(cells), on=CELL_KEYS)
         parts.append(best.rename(columns={c: c + suffix for c in best.columns if c not in SEED_KEYS}))
-    table = parts[0].merge(parts[1].drop(columns=["n_seeds_train"]), on=SEED_KEYS)
+    table = parts[0].merge(parts[1], on=SEED_KEYS)
     table.insert(3, "metric", metric)
-    table.insert(4, "confidence", confidence)
     return table
+
+
+def best_lr_cells(scores: pd.DataFrame, best: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """best_lr_cells.csv: per optimizer × batch size, the best grid LR and what it achieves.
+
+    grid_lr: the lowest seed-mean selection metric (a diverged seed scores inf, so an LR where any
+    seed diverged is never chosen), with the same boundary check as each seed's (`censoring`).
+    Beside it, over that LR's seeds: the metric and the test accuracy at the checkpoint the metric
+    picks (mean, t CI), the median stopping epoch; and over the per-seed refined lr* of best_lr.csv
+    (both objectives): geometric mean, CI, censored count and sides.
+    """
+    rows = []
+    for key, cell in scores.groupby(CELL_KEYS, sort=True):
+        grid = np.sort(cell["lr"].unique())
+        per_lr = cell.groupby("lr")["score"].mean().reindex(grid).to_numpy(float)
+        row = {**dict(zip(CELL_KEYS, key)), "confidence": confidence, "grid_lrs": len(grid)}
+        if np.isfinite(per_lr).any():
+            i = int(np.nanargmin(np.where(np.isfinite(per_lr), per_lr, np.nan)))
+            sides, notes = censoring(grid, per_lr, i)
+            seeds = cell[np.isclose(cell["lr"], grid[i], rtol=LR_MATCH, atol=0)]
+            score, accuracy = mean_ci(seeds["score"], confidence), mean_ci(seeds["test_accuracy"], confidence)
+            row.update(grid_lr=float(grid[i]), censored=bool(sides), censor_side=_side(sides),
+                       censor_note="; ".join(notes), score=score[0], score_low=score[1], score_high=score[2],
+                       test_accuracy=accuracy[0], test_accuracy_low=accuracy[1], test_accuracy_high=accuracy[2],
+                       n_seeds=score[3], stop_epoch=float(seeds["chosen_epoch"].median()))
+        else:
+            row.update(grid_lr=math.nan, censored=True, censor_side="both",
+                       censor_note="every LR diverged in some seed: extend the grid below", score=math.nan,
+                       score_low=math.nan, score_high=math.nan, test_accuracy=math.nan,
+                       test_accuracy_low=math.nan, test_accuracy_high=math.nan, n_seeds=0, stop_epoch=math.nan)
+        mine = best[(best["optimizer"] == key[0]) & (best["batch_size"] == key[1])]
+        for suffix in ("", "_train"):
+            lr_star = geometric_ci(mine[f"lr_star{suffix}"].dropna(), confidence)
+            cut = mine[mine[f"censored{suffix}"].astype(bool)]
+            row.update({f"lr_star_gmean{suffix}": lr_star[0], f"lr_star_low{suffix}": lr_star[1],
+                        f"lr_star_high{suffix}": lr_star[2], f"lr_star_seeds{suffix}": lr_star[3],
+                        f"n_censored{suffix}": len(cut),
+                        f"censored_sides{suffix}": "/".join(sorted(set(cut[f"censor_side{suffix}"])))})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------
 # LR sensitivity (C2, C9)
 
 def seed_widths(scores: pd.DataFrame, tolerance: float, column: str = "score") -> pd.DataFrame:
-    """Per optimizer × batch size × seed: the LR range, in decades, around the best LR whose
-    `column` stays within (1 + tolerance) × the best.
+    """lr_widths.csv: per optimizer × batch size × seed, the LR range, in decades, around the best LR
+    whose `column` stays within (1 + tolerance) × the best.
 
     Its ends are interpolated linearly in log10 lr between the last grid point inside and the first
     outside; beside a diverged LR the end is put half-way (all that is known is that it lies
@@ -211,37 +314,65 @@ def seed_widths(scores: pd.DataFrame, tolerance: float, column: str = "score") -
                          "lr_low": 10 ** ends["low"][0], "lr_high": 10 ** ends["high"][0],
                          "width_decades": float(ends["high"][0] - ends["low"][0]),
                          "censored_low": ends["low"][1], "censored_high": ends["high"][1]})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["optimizer", "batch_size", "seed", "best_lr", "threshold", "lr_low", "lr_high",
+                                       "width_decades", "censored_low", "censored_high"])
 
 
-def lr_sensitivity(scores: pd.DataFrame, tolerance: float, confidence: float,
-                   reasons: pd.DataFrame | None = None) -> pd.DataFrame:
-    """lr_sensitivity.csv: per optimizer × batch size, the width (decades) of the near-best LR
-    range (mean and CI over seeds), the share of the grid's runs that diverged, and C9's two halves.
+def width_contrasts(widths: pd.DataFrame, optimizers: list[str], confidence: float) -> pd.DataFrame:
+    """lr_width_contrasts.csv: for each ordered pair (first, second) of optimizers in config order
+    and each batch size both have, second − first near-best width, paired by seed (t CI), and
+    whether either width is censored by the grid's edge (then only a bound)."""
+    rows = []
+    for i, first in enumerate(optimizers):
+        for second in optimizers[i + 1:]:
+            a, b = (widths[widths["optimizer"] == o] for o in (first, second))
+            for batch_size in sorted(set(a["batch_size"]) & set(b["batch_size"])):
+                pair = {o: f[f["batch_size"] == batch_size].set_index("seed") for o, f in ((first, a), (second, b))}
+                seeds = pair[first].index.intersection(pair[second].index)
+                delta = mean_ci(pair[second].loc[seeds, "width_decades"] - pair[first].loc[seeds, "width_decades"],
+                                confidence)
+                censored = {o: bool((pair[o]["censored_low"] | pair[o]["censored_high"]).any()) for o in pair}
+                rows.append({"first": first, "second": second, "batch_size": batch_size, "confidence": confidence,
+                             "difference": delta[0], "difference_low": delta[1], "difference_high": delta[2],
+                             "n_seeds": delta[3], "first_censored": censored[first],
+                             "second_censored": censored[second]})
+    return pd.DataFrame(rows, columns=["first", "second", "batch_size", "confidence", "difference", "difference_low",
+                                       "difference_high", "n_seeds", "first_censored", "second_censored"])
 
-    Below the best grid LR (lowest seed-mean score), `below_slower` counts the adjacent LR pairs in
-    which the lower LR needs more steps to the target validation loss (seed median; never reaching
-    it counts as more), of `below_pairs` pairs where at least one of the two reaches it. Above the
-    best, `above_unstable` counts the LRs at which most seeds diverged or oscillated. `reasons`
-    (run_status.csv) splits the diverged runs into non-finite and no-progress ones.
+
+def lr_sensitivity(scores: pd.DataFrame, cells: pd.DataFrame, widths: pd.DataFrame, tolerance: float,
+                   confidence: float, reasons: pd.DataFrame | None = None) -> pd.DataFrame:
+    """lr_sensitivity.csv: per optimizer × batch size, the near-best width (mean, CI over seeds), how
+    many runs did not converge, and what happens on either side of the best grid LR (best_lr_cells).
+
+    Per LR: `bad` = most seeds did not converge (diverged or never below the initial loss);
+    `unstable` = most seeds did not converge or oscillate; near-best = seed-mean metric within
+    (1 + tolerance) × the best. Above the best: `nonconverging_lr` the smallest LR that is bad
+    (C2) and its factor over the best; `too_large_lr` the smallest LR that is not near-best and
+    whether it is unstable (C9b); `above_unstable` the count of unstable LRs. Below the best:
+    `below_slower` counts the adjacent LR pairs in which the lower LR needs more steps to the target
+    validation loss (seed median; never reaching it counts as more), of `below_pairs` pairs where at
+    least one reaches it (C9a). `grid_factor_above`: the grid's top LR ÷ the best.
     """
-    widths = seed_widths(scores, tolerance)
     if reasons is not None and "reason" in reasons:
         scores = scores.merge(reasons[[*RUN_KEYS, "reason"]], on=RUN_KEYS, how="left")
+    best_of = cells.set_index(CELL_KEYS)
     rows = []
     for key, cell in scores.groupby(CELL_KEYS, sort=True):
         grid = np.sort(cell["lr"].unique())
         seeds = widths[(widths["optimizer"] == key[0]) & (widths["batch_size"] == key[1])]
         width = mean_ci(seeds["width_decades"], confidence)
-        per_lr = cell.groupby("lr").agg(score=("score", "mean"), unstable=("oscillates", "mean"),
-                                        diverged=("status", lambda s: (s != "ok").mean()))
-        per_lr["unstable"] = np.maximum(per_lr["unstable"], per_lr["diverged"])
+        per_lr = cell.groupby("lr").agg(score=("score", "mean"), oscillating=("oscillates", "mean"),
+                                        bad=("status", lambda s: (s != "ok").mean()))
+        per_lr["unstable"] = np.maximum(per_lr["oscillating"], per_lr["bad"]) > MOST
+        per_lr["bad"] = per_lr["bad"] > MOST
         if "steps_to_target" in cell:
             per_lr["steps"] = cell.groupby("lr")["steps_to_target"].median()
-        best = per_lr["score"].idxmin() if np.isfinite(per_lr["score"]).any() else math.nan
+        best = best_of.loc[key, "grid_lr"] if key in best_of.index else math.nan
         row = {**dict(zip(CELL_KEYS, key)), "tolerance": tolerance, "confidence": confidence,
-               "n_seeds": width[3], "n_lrs": len(grid), "grid_decades": float(np.log10(grid[-1] / grid[0])),
-               "width_decades": width[0], "width_low": width[1], "width_high": width[2],
+               "n_seeds": int(cell["seed"].nunique()), "width_seeds": width[3], "n_lrs": len(grid),
+               "grid_decades": float(np.log10(grid[-1] / grid[0])),
+               "width": width[0], "width_low": width[1], "width_high": width[2],
                "width_censored_low": bool(seeds["censored_low"].any()),
                "width_censored_high": bool(seeds["censored_high"].any()),
                "runs": len(cell), "diverged_runs": int((cell["status"] != "ok").sum()),
@@ -251,18 +382,31 @@ def lr_sensitivity(scores: pd.DataFrame, tolerance: float, confidence: float,
         if "reason" in cell:
             for reason in ("nonfinite", "no_progress"):
                 row[f"{reason}_runs"] = int((cell["reason"] == reason).sum())
-        below = per_lr[per_lr.index <= best] if np.isfinite(best) else per_lr.iloc[:0]
+        if np.isfinite(best):
+            below, above = per_lr[per_lr.index < best * (1 - LR_MATCH)], per_lr[per_lr.index > best * (1 + LR_MATCH)]
+            best_score = per_lr["score"][np.isclose(per_lr.index, best, rtol=LR_MATCH)].iloc[0]
+        else:
+            below = above = per_lr.iloc[:0]
+            best_score = math.nan
         slower = pairs = 0
-        if "steps" in per_lr:
-            steps = below["steps"].fillna(math.inf).to_numpy(float)
+        if "steps" in per_lr and np.isfinite(best):
+            steps = per_lr.loc[per_lr.index <= best * (1 + LR_MATCH), "steps"].fillna(math.inf).to_numpy(float)
             for low, high in zip(steps[:-1], steps[1:]):
                 if np.isfinite(low) or np.isfinite(high):
                     pairs += 1
                     slower += bool(low > high)
-        above = per_lr[per_lr.index > best] if np.isfinite(best) else per_lr.iloc[:0]
-        row.update({"below_lrs": max(len(below) - 1, 0), "below_pairs": pairs, "below_slower": slower,
-                    "above_lrs": len(above), "above_unstable": int((above["unstable"] > 0.5).sum()),
-                    "above_diverged": int((above["diverged"] > 0.5).sum())})
+        bad_above = above[above["bad"]]
+        too_large = above[~(above["score"] <= best_score * (1 + tolerance))]
+        row.update({
+            "below_lrs": len(below), "below_pairs": pairs, "below_slower": slower,
+            "above_lrs": len(above), "above_unstable": int(above["unstable"].sum()),
+            "above_diverged": int(above["bad"].sum()),
+            "nonconverging_lr": float(bad_above.index[0]) if len(bad_above) else math.nan,
+            "nonconverging_factor": float(bad_above.index[0] / best) if len(bad_above) else math.nan,
+            "grid_factor_above": float(grid[-1] / best) if np.isfinite(best) else math.nan,
+            "too_large_lr": float(too_large.index[0]) if len(too_large) else math.nan,
+            "too_large_unstable": bool(too_large["unstable"].iloc[0]) if len(too_large) else False,
+        })
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -291,10 +435,11 @@ def scaling(best: pd.DataFrame, confidence: float) -> pd.DataFrame:
                         alphas.append(round(float(alpha), 12))  # equal lr* at every m: exactly 0, not 1e-17
                         intercepts.append(intercept)
                 alpha = mean_ci(alphas, confidence)
-                censored = part[part["censored" + suffix]]
+                censored = part[part["censored" + suffix].astype(bool)]
                 rows.append({
                     "optimizer": optimizer, "objective": objective, "kind": kind, "m_low": min(span),
-                    "m_high": max(span), "n_batch_sizes": len(span), "n_seeds": alpha[3], "confidence": confidence,
+                    "m_high": max(span), "n_batch_sizes": len(span), "n_seeds": alpha[3],
+                    "grid_seeds": int(part["seed"].nunique()), "confidence": confidence,
                     "alpha": alpha[0], "alpha_low": alpha[1], "alpha_high": alpha[2],
                     "intercept": float(np.mean(intercepts)) if intercepts else math.nan,
                     "censored": len(censored),
@@ -324,6 +469,10 @@ def curve_distance(base: pd.DataFrame, other: pd.DataFrame, points: int) -> floa
     return float(np.sqrt(np.mean(gap ** 2)))
 
 
+TRAJECTORY_COLUMNS = ["optimizer", "batch_size", "lr", "seed", "k", "rule", "scaled_batch_size", "scaled_lr",
+                      "on_grid", "base_is_best", "scaled_status", "distance"]
+
+
 def trajectories(runs: pd.DataFrame, best: pd.DataFrame, k_values, points: int) -> pd.DataFrame:
     """trajectories.csv: for each non-diverged base run and each k with batch ×k on the grid, the
     distance of its training-loss curve (eval mode, whole training set) from the runs at batch ×k
@@ -339,7 +488,7 @@ def trajectories(runs: pd.DataFrame, best: pd.DataFrame, k_values, points: int) 
     for (optimizer, batch_size, lr, seed), base in curves.items():
         if status[(optimizer, batch_size, lr, seed)] != "ok":
             continue
-        is_best = bool(np.isclose(best_lr.get((optimizer, batch_size, seed), math.nan), lr, rtol=LR_MATCH))
+        is_best = same_lr(best_lr.get((optimizer, batch_size, seed), math.nan), lr)
         for k in k_values:
             if batch_size * k not in sizes:
                 continue
@@ -351,9 +500,49 @@ def trajectories(runs: pd.DataFrame, best: pd.DataFrame, k_values, points: int) 
                              "on_grid": scaled is not None, "base_is_best": is_best,
                              "scaled_status": scaled["status"].iloc[0] if scaled is not None else "",
                              "distance": curve_distance(base, scaled, points) if scaled is not None else math.nan})
-    columns = ["optimizer", "batch_size", "lr", "seed", "k", "rule", "scaled_batch_size", "scaled_lr", "on_grid",
-               "base_is_best", "scaled_status", "distance"]
+    return pd.DataFrame(rows, columns=TRAJECTORY_COLUMNS)
+
+
+def trajectory_summary(trajectories: pd.DataFrame) -> pd.DataFrame:
+    """trajectory_summary.csv: per optimizer × k, over the base runs at their seed's best grid LR
+    whose two scaled runs (LR ×k and LR ×√k) are both on the grid — the pairs — how often each rule's
+    curve is the closer one, the median distance of each over those same pairs, and the median of the
+    paired difference (linear − √k; < 0: linear closer). `closer` is the rule closer in more than
+    half of the pairs (the sign of that median), else "neither". `base_runs` counts every best-LR
+    base run, with or without a pair."""
+    columns = ["optimizer", "k", "base_runs", "pairs", "linear_closer", "sqrt_closer", "ties", "median_linear",
+               "median_sqrt", "min_linear", "max_linear", "min_sqrt", "max_sqrt", "median_difference", "closer"]
+    base = trajectories[trajectories["base_is_best"].astype(bool)]
+    rows = []
+    for (optimizer, k), group in base.groupby(["optimizer", "k"], sort=True):
+        wide = group.set_index(["batch_size", "lr", "seed", "rule"])["distance"].unstack("rule")
+        wide = wide.reindex(columns=["linear", "sqrt"])
+        paired = wide.dropna()
+        linear, sqrt = paired["linear"].to_numpy(float), paired["sqrt"].to_numpy(float)
+        with np.errstate(invalid="ignore"):
+            difference = np.where(linear == sqrt, 0.0, linear - sqrt)  # inf − inf: a tie, not NaN
+        lin_closer, sqrt_closer = int((linear < sqrt).sum()), int((sqrt < linear).sum())
+        spread = {rule: median_range(values) if len(values) else (math.nan,) * 4
+                  for rule, values in (("linear", linear), ("sqrt", sqrt))}
+        rows.append({"optimizer": optimizer, "k": k, "base_runs": len(wide), "pairs": len(paired),
+                     "linear_closer": lin_closer, "sqrt_closer": sqrt_closer,
+                     "ties": len(paired) - lin_closer - sqrt_closer,
+                     "median_linear": _median(linear), "median_sqrt": _median(sqrt),
+                     "min_linear": spread["linear"][1], "max_linear": _max(linear),
+                     "min_sqrt": spread["sqrt"][1], "max_sqrt": _max(sqrt),
+                     "median_difference": _median(difference),
+                     "closer": "linear" if 2 * lin_closer > len(paired) else
+                     "sqrt" if 2 * sqrt_closer > len(paired) else "neither"})
     return pd.DataFrame(rows, columns=columns)
+
+
+def _median(values: np.ndarray) -> float:
+    """Median that keeps inf (a diverged scaled run is infinitely far), NaN when empty."""
+    return float(np.median(values)) if len(values) else math.nan
+
+
+def _max(values: np.ndarray) -> float:
+    return float(np.max(values)) if len(values) else math.nan
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,9 +595,9 @@ def add_steps_to_target(scores: pd.DataFrame, runs: pd.DataFrame, targets: dict[
 
 
 def seed_steps(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per optimizer × batch size × seed: steps to target at the cell's fastest LR, the LR whose
-    seed-geometric-mean steps is smallest among those that every seed reaches without diverging
-    later (Shallue et al. 2018)."""
+    """steps_per_seed.csv: per optimizer × batch size × seed, steps to target at the cell's fastest
+    LR, the LR whose seed-geometric-mean steps is smallest among those that every seed reaches
+    without diverging later (Shallue et al. 2018)."""
     rows = []
     if "status" in scores:
         scores = scores.assign(steps_to_target=scores["steps_to_target"].where(scores["status"] == "ok", math.inf))
@@ -449,14 +638,14 @@ def fit_knee(batch_sizes, steps) -> tuple[float, float]:
     return knee, float(math.exp((y - np.log1p(knee / b)).mean()))
 
 
-def b_simple_near_target(noise: pd.DataFrame | None, runs: pd.DataFrame, targets: dict[str, float]) -> pd.DataFrame:
-    """Per optimizer: B_simple = σ²/||∇f||² at each probe run's checkpoint whose validation loss is
-    closest to the target (geometric mean over the optimizer's probe runs)."""
+def b_simple_near_target(slopes: pd.DataFrame | None, runs: pd.DataFrame, targets: dict[str, float]) -> pd.DataFrame:
+    """Per optimizer: B_simple = σ²/||∇f||² (gradvar_slopes.csv) at each probe run's checkpoint whose
+    validation loss is closest to the target (geometric mean over the optimizer's probe runs)."""
     columns = ["optimizer", "b_simple", "b_simple_probes", "b_simple_epoch", "b_simple_val_loss"]
-    if noise is None or noise.empty:
+    if slopes is None or slopes.empty:
         return pd.DataFrame(columns=columns)
     val = runs[runs["split"] == "val"][[*RUN_KEYS, "step", "loss"]].rename(columns={"loss": "val_loss"})
-    probes = noise.merge(val, on=[*RUN_KEYS, "step"], how="left")
+    probes = slopes.merge(val, on=[*RUN_KEYS, "step"], how="left")
     rows = []
     for optimizer, frame in probes.groupby("optimizer"):
         target = targets.get(optimizer, math.nan)
@@ -470,27 +659,14 @@ def b_simple_near_target(noise: pd.DataFrame | None, runs: pd.DataFrame, targets
     return pd.DataFrame(rows, columns=columns)
 
 
-def steps_to_target(scores: pd.DataFrame, noise: pd.DataFrame | None, runs: pd.DataFrame,
-                    confidence: float) -> pd.DataFrame:
+def steps_to_target(per_seed: pd.DataFrame, targets: dict[str, float], confidence: float) -> pd.DataFrame:
     """steps_to_target.csv: per optimizer × batch size, steps and epochs to the target validation
-    loss at the fastest LR (geometric mean and CI over seeds), the perfect-scaling reference
-    (steps ∝ 1/B from the smallest batch size), the scaling efficiency from the previous batch size
-    (1 = perfect, 0 = no gain), and per optimizer the knee B_crit (per-seed fits; geometric mean,
-    CI, count of seeds scaling perfectly: B_crit = inf) beside B_simple near the target."""
-    per_seed = seed_steps(scores)
-    targets = scores.groupby("optimizer")["target_loss"].first().to_dict()
-    b_simple = b_simple_near_target(noise, runs, targets).set_index("optimizer")
+    loss at the fastest LR (geometric mean and CI over seeds), the perfect-scaling reference (steps
+    ∝ 1/B from the smallest batch size) and the scaling efficiency from the previous batch size
+    (log steps saved ÷ log batch growth: 1 = perfect, 0 = no gain)."""
     rows = []
     for optimizer, frame in per_seed.groupby("optimizer", sort=True):
-        knees = []
-        for _, seed in frame.groupby("seed"):
-            if len(seed) >= 3 and np.isfinite(seed["steps"]).all():
-                knees.append(fit_knee(seed["batch_size"], seed["steps"])[0])
-        knees = np.asarray(knees, dtype=float)
-        knee = geometric_ci(knees[np.isfinite(knees)], confidence)
-        infinite = int(np.isinf(knees).sum())
-        previous = None
-        reference = None
+        previous = reference = None
         for batch_size, cell in frame.groupby("batch_size", sort=True):
             steps, epochs = (geometric_ci(cell[c], confidence) if np.isfinite(cell[c]).all() else (math.inf,) * 3
                              + (len(cell),) for c in ("steps", "epochs"))
@@ -506,15 +682,49 @@ def steps_to_target(scores: pd.DataFrame, noise: pd.DataFrame | None, runs: pd.D
                 "confidence": confidence, "steps": steps[0], "steps_low": steps[1], "steps_high": steps[2],
                 "epochs": epochs[0], "epochs_low": epochs[1], "epochs_high": epochs[2],
                 "perfect_scaling_steps": reference[1] * reference[0] / batch_size if reference else math.nan,
-                "efficiency": efficiency,
-                "knee": math.inf if infinite and not knee[3] else knee[0],
-                "knee_low": math.inf if infinite and not knee[3] else knee[1],
-                "knee_high": math.inf if infinite else knee[2],
-                "knee_seeds": len(knees), "knee_infinite": infinite,
-                "b_simple": b_simple["b_simple"].get(optimizer, math.nan),
-                "b_simple_probes": b_simple["b_simple_probes"].get(optimizer, 0),
-                "b_simple_epoch": b_simple["b_simple_epoch"].get(optimizer, math.nan),
-            })
+                "efficiency": efficiency})
+    return pd.DataFrame(rows)
+
+
+def batch_scaling(per_seed: pd.DataFrame, b_simple: pd.DataFrame, targets: dict[str, float],
+                  confidence: float) -> pd.DataFrame:
+    """batch_scaling.csv: per optimizer, how steps to target scale with the batch size.
+
+    knee: B_crit of S = S_min(1 + B_crit/B) fitted per seed (needs 3 batch sizes reached), geometric
+    mean and CI over seeds, with the count of seeds scaling perfectly over the grid (B_crit = inf).
+    efficiency_first / efficiency_last: per seed, log steps saved ÷ log batch growth over the first
+    and the last batch-size step (mean over seeds), and their difference's t CI (C6: diminishing
+    returns when it is positive). B_simple near the target from the probes, when there are any.
+    """
+    rows = []
+    b_simple = b_simple.set_index("optimizer")
+    for optimizer, frame in per_seed.groupby("optimizer", sort=True):
+        wide = frame.pivot(index="seed", columns="batch_size", values="steps").sort_index(axis=1)
+        reached = wide.columns[np.isfinite(wide.to_numpy(float)).all(axis=0)]
+        knees = np.asarray([fit_knee(wide.columns, row)[0] for _, row in wide.iterrows()
+                            if len(wide.columns) >= 3 and np.isfinite(row.to_numpy(float)).all()], dtype=float)
+        knee = geometric_ci(knees[np.isfinite(knees)], confidence)
+        infinite = int(np.isinf(knees).sum())
+        gap, first, last = (math.nan, math.nan, math.nan, 0), math.nan, math.nan
+        if len(wide.columns) >= 3 and len(reached) == len(wide.columns):
+            b = np.log(np.asarray(wide.columns, dtype=float))
+            logs = np.log(wide.to_numpy(float))
+            efficiency = -(logs[:, 1:] - logs[:, :-1]) / (b[1:] - b[:-1])
+            first, last = float(efficiency[:, 0].mean()), float(efficiency[:, -1].mean())
+            gap = mean_ci(efficiency[:, 0] - efficiency[:, -1], confidence)
+        rows.append({
+            "optimizer": optimizer, "target_loss": targets[optimizer], "confidence": confidence,
+            "batch_sizes": len(wide.columns), "batch_sizes_reached": len(reached), "n_seeds": len(wide),
+            "knee": math.inf if infinite and not knee[3] else knee[0],
+            "knee_low": math.inf if infinite and not knee[3] else knee[1],
+            "knee_high": math.inf if infinite else knee[2],
+            "knee_seeds": len(knees), "knee_infinite": infinite,
+            "efficiency_first": first, "efficiency_last": last, "efficiency_gap": gap[0],
+            "efficiency_gap_low": gap[1], "efficiency_gap_high": gap[2], "efficiency_seeds": gap[3],
+            "b_simple": b_simple["b_simple"].get(optimizer, math.nan),
+            "b_simple_probes": int(b_simple["b_simple_probes"].get(optimizer, 0)),
+            "b_simple_epoch": b_simple["b_simple_epoch"].get(optimizer, math.nan),
+        })
     return pd.DataFrame(rows)
 
 
@@ -541,7 +751,7 @@ def early_stopping(runs: pd.DataFrame, best: pd.DataFrame, overfit_rise: float) 
         ok = status[key] == "ok"
         rows.append({
             **dict(zip(RUN_KEYS, key)), "status": status[key],
-            "at_best_lr": bool(np.isclose(best_lr.get(key[:2] + key[3:], math.nan), key[2], rtol=LR_MATCH)),
+            "at_best_lr": same_lr(best_lr.get(key[:2] + key[3:], math.nan), key[2]),
             "stop_step": int(stop["step"]), "stop_epoch": float(stop["epoch"]), "final_epoch": float(end["epoch"]),
             "val_stop": stop["val"], "val_final": end["val"], "train_stop": stop["train"],
             "train_final": end["train"], "test_stop": stop["test"], "test_final": end["test"],
@@ -551,26 +761,143 @@ def early_stopping(runs: pd.DataFrame, best: pd.DataFrame, overfit_rise: float) 
     return pd.DataFrame(rows)
 
 
+def stopping_cells(stops: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """stopping_cells.csv: per optimizer × batch size, over the non-diverged runs at each seed's best
+    grid LR: the median stopping epoch of the budget, mean validation loss at the stop and at the
+    end, the test loss gained by stopping (mean, t CI) and how many runs overfit."""
+    chosen = stops[stops["at_best_lr"].astype(bool) & (stops["status"] == "ok")]
+    rows = []
+    for key, group in chosen.groupby(CELL_KEYS, sort=True):
+        gain = mean_ci(group["test_gain"], confidence)
+        rows.append({**dict(zip(CELL_KEYS, key)), "confidence": confidence, "runs": len(group),
+                     "stop_epoch": float(group["stop_epoch"].median()), "final_epoch": float(group["final_epoch"].max()),
+                     "val_stop": float(group["val_stop"].mean()), "val_final": float(group["val_final"].mean()),
+                     "test_gain": gain[0], "test_gain_low": gain[1], "test_gain_high": gain[2],
+                     "overfit_runs": int(group["overfits"].astype(bool).sum())})
+    return pd.DataFrame(rows, columns=[*CELL_KEYS, "confidence", "runs", "stop_epoch", "final_epoch", "val_stop",
+                                       "val_final", "test_gain", "test_gain_low", "test_gain_high", "overfit_runs"])
+
+
+def stopping_overall(stops: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """stopping_overall.csv: stopping_cells' numbers over every non-diverged best-LR run of the grid (one row)."""
+    chosen = stops[stops["at_best_lr"].astype(bool) & (stops["status"] == "ok")]
+    gain = mean_ci(chosen["test_gain"], confidence)
+    return pd.DataFrame([{"confidence": confidence, "runs": len(chosen),
+                          "stop_epoch": float(chosen["stop_epoch"].median()) if len(chosen) else math.nan,
+                          "final_epoch": float(chosen["final_epoch"].median()) if len(chosen) else math.nan,
+                          "test_gain": gain[0], "test_gain_low": gain[1], "test_gain_high": gain[2],
+                          "overfit_runs": int(chosen["overfits"].astype(bool).sum())}])
+
+
+def lr_picks(scores: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """lr_picks.csv: per optimizer × batch size, the learning rates that show claim C9 — the smallest,
+    the best (best_lr_cells), the largest whose seeds all finished, and the smallest that diverged in
+    some seed — one row each, an LR listed once under its first label."""
+    best_of = cells.set_index(CELL_KEYS)["grid_lr"]
+    rows = []
+    for key, cell in scores.groupby(CELL_KEYS, sort=True):
+        ok = cell.groupby("lr")["status"].agg(lambda s: bool((s == "ok").all()))
+        picks = [("smallest lr", ok.index.min()), ("best lr", best_of.get(key, math.nan)),
+                 ("largest lr that trained", ok[ok].index.max() if ok.any() else math.nan),
+                 ("smallest lr that diverged", ok[~ok].index.min() if (~ok).any() else math.nan)]
+        seen: list[float] = []
+        for label, lr in picks:
+            if np.isfinite(lr) and not any(same_lr(lr, other) for other in seen):
+                seen.append(lr)
+                rows.append({**dict(zip(CELL_KEYS, key)), "label": label, "lr": float(lr),
+                             "diverged": not bool(ok.get(lr, True))})
+    return pd.DataFrame(rows, columns=[*CELL_KEYS, "label", "lr", "diverged"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost
+
+def cost_by_rule(benchmarks: pd.DataFrame, status: pd.DataFrame | None = None) -> pd.DataFrame:
+    """cost.csv: per rule, from Snakemake's benchmark files: jobs, total and per-job wall time, CPU time
+    and the largest peak memory of a job; `total_s` is the plain sum of the files' `s` column. The
+    train row's `loop_s` is the training-loop time of its runs (Σ train_seconds of run_status.csv: a
+    bundled run holds its share of its bundle's loop); the last row, rule "all", sums every rule."""
+    columns = ["rule", "jobs", "total_s", "median_s", "max_s", "cpu_s", "peak_rss_mb", "loop_s"]
+    if benchmarks.empty:
+        return pd.DataFrame(columns=columns)
+    summary = benchmarks.groupby("rule", sort=False).agg(
+        jobs=("s", "size"), total_s=("s", "sum"), median_s=("s", "median"), max_s=("s", "max"),
+        cpu_s=("cpu_time", "sum"), peak_rss_mb=("max_rss", "max")).reset_index()
+    summary["loop_s"] = math.nan
+    if status is not None:
+        summary.loc[summary["rule"] == "train", "loop_s"] = float(status["train_seconds"].sum())
+    total = {"rule": "all", "jobs": int(summary["jobs"].sum()), "total_s": float(benchmarks["s"].sum()),
+             "median_s": float(benchmarks["s"].median()), "max_s": float(benchmarks["s"].max()),
+             "cpu_s": float(benchmarks["cpu_time"].sum()), "peak_rss_mb": float(benchmarks["max_rss"].max()),
+             "loop_s": summary["loop_s"].sum(min_count=1)}
+    return pd.concat([summary, pd.DataFrame([total])], ignore_index=True)[columns]
+
+
+def cost_cells(status: pd.DataFrame) -> pd.DataFrame:
+    """cost_cells.csv: per optimizer × batch size, the training-loop time of its runs (run_status.csv).
+
+    A bundled run's train_seconds is its share of the bundle's loop time (each epoch's time split
+    equally among the members training in it), so a cell's `loop_seconds` — the sum over its runs —
+    is the time its bundles spent in the training loop; `run_seconds_median` and `ms_per_step_median`
+    describe one run.
+    """
+    frame = status.assign(ms_per_step=1000 * status["train_seconds"] / status["steps_done"].where(
+        status["steps_done"] > 0))
+    rows = []
+    for key, cell in frame.groupby(CELL_KEYS, sort=True):
+        rows.append({**dict(zip(CELL_KEYS, key)), "runs": len(cell), "loop_seconds": float(cell["train_seconds"].sum()),
+                     "run_seconds_median": float(cell["train_seconds"].median()),
+                     "ms_per_step_median": float(cell["ms_per_step"].median())})
+    return pd.DataFrame(rows, columns=[*CELL_KEYS, "runs", "loop_seconds", "run_seconds_median",
+                                       "ms_per_step_median"])
+
+
 # ---------------------------------------------------------------------------------------------
 
-def analyze(tables: dict[str, pd.DataFrame], settings: dict, metric: str) -> dict[str, pd.DataFrame]:
-    """Every analysis table from the run tables (runs, status, optional gradvar noise) and the
-    config's `analysis` section; `metric` is the selection metric."""
+def analyze(tables: dict[str, pd.DataFrame], settings: dict, metric: str,
+            optimizers: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Every analysis table from the run tables (runs, optional status, optional gradvar_slopes and
+    benchmarks) and the config's `analysis` section; `metric` is the selection metric, `optimizers`
+    the grid's optimizers in config order (for the pairwise width contrasts)."""
     runs = tables["runs"]
-    scores = run_scores(runs, metric, settings["train_checkpoints"], settings["oscillation_rise"])
     confidence = settings["confidence"]
-    best = best_lr_table(scores, metric, confidence)
+    scores = run_scores(runs, metric, settings["train_checkpoints"], settings["oscillation_rise"])
+    scores = mark_near_best(scores, settings["tolerance"])
+    best = best_lr_table(scores, metric)
+    cells = best_lr_cells(scores, best, confidence)
     targets = target_losses(scores, settings["target_loss"], settings["target_margin"])
     scores = add_steps_to_target(scores, runs, targets)
-    noise = tables.get("gradvar")
-    if noise is not None and len(noise):
-        noise = noise.drop_duplicates([*RUN_KEYS, "step"])
-    return {
+    widths = seed_widths(scores, settings["tolerance"])
+    per_seed = seed_steps(scores)
+    trajectory = trajectories(runs, best, settings["trajectory_k"], settings["trajectory_points"])
+    stops = early_stopping(runs, best, settings["overfit_rise"])
+    order = optimizers or list(dict.fromkeys(scores["optimizer"]))
+    out = {
         "lr_scores": scores,
         "best_lr": best,
-        "lr_sensitivity": lr_sensitivity(scores, settings["tolerance"], confidence, tables.get("status")),
+        "best_lr_cells": cells,
+        "training_drop": training_drops(scores, cells, confidence),
+        "curve_bands": curve_bands(runs),
+        "lr_summary": lr_summary(scores),
+        "lr_widths": widths,
+        "lr_width_contrasts": width_contrasts(widths, [o for o in order if o in set(scores["optimizer"])],
+                                              confidence),
+        "lr_sensitivity": lr_sensitivity(scores, cells, widths, settings["tolerance"], confidence,
+                                         tables.get("status")),
+        "lr_picks": lr_picks(scores, cells),
         "scaling": scaling(best, confidence),
-        "trajectories": trajectories(runs, best, settings["trajectory_k"], settings["trajectory_points"]),
-        "steps_to_target": steps_to_target(scores, noise, runs, confidence),
-        "early_stopping": early_stopping(runs, best, settings["overfit_rise"]),
+        "trajectories": trajectory,
+        "trajectory_summary": trajectory_summary(trajectory),
+        "steps_per_seed": per_seed,
+        "steps_to_target": steps_to_target(per_seed, targets, confidence),
+        "batch_scaling": batch_scaling(per_seed, b_simple_near_target(tables.get("gradvar_slopes"), runs, targets),
+                                       targets, confidence),
+        "early_stopping": stops,
+        "stopping_cells": stopping_cells(stops, confidence),
+        "stopping_overall": stopping_overall(stops, confidence),
     }
+    if "status" in tables:
+        out["cost_cells"] = cost_cells(tables["status"])
+    if "benchmarks" in tables:
+        out["cost"] = cost_by_rule(tables["benchmarks"], tables.get("status"))
+    return out

@@ -1,4 +1,7 @@
-"""The report's matplotlib figures (Agg backend): one function per figure, each returning an SVG string."""
+"""The report's matplotlib figures (Agg backend), drawn from the analysis tables: one function per figure, each an SVG string.
+
+Figures compute nothing: every median, band, best learning rate and fit they show is a column of a
+table of the analysis stage (optbench.analysis); here they are only placed on axes."""
 from __future__ import annotations
 
 import io
@@ -14,7 +17,6 @@ from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogFormatter, NullLocator  # noqa: E402
 
 from optbench.config import RUN_KEYS, optimizer_label  # noqa: E402
-from optbench.report import seed_bands, thin  # noqa: E402
 
 # Text stays text (svg.fonttype none: small files, the browser's font); no timestamp and a fixed
 # hash salt make the bytes reproducible.
@@ -36,6 +38,7 @@ STYLE = {
     "figure.constrained_layout.use": True,
 }
 MAX_POINTS = 60          # points per drawn curve: checkpoints are log-spaced already
+RAMP = 0.85              # a colour map's upper end used: its lightest colours vanish on white
 # Figures are shown at their natural size (at most the page width): 10.5 in is about 1000 CSS pixels,
 # so 9 pt text reads as 12 px whatever the number of panels.
 FULL_WIDTH = 10.5        # inches
@@ -43,6 +46,15 @@ FULL_WIDTH = 10.5        # inches
 FIGURE_NAMES = {"spine": ("curves", "lr_grid", "lr_sensitivity", "trajectories", "early_stopping", "cost"),
                 "analysis": ("scaling", "steps_to_target"), "gradvar": ("gradvar", "noise_scale")}
 LOSS_LABEL = "loss (cross-entropy, nats per sample)"
+
+
+def thin(frame: pd.DataFrame, max_points: int) -> pd.DataFrame:
+    """At most `max_points` rows, evenly spaced in row order, keeping the first and last (what is drawn, not
+    what is computed: checkpoints are log-spaced already)."""
+    if len(frame) <= max_points:
+        return frame
+    index = np.unique(np.round(np.linspace(0, len(frame) - 1, max_points)).astype(int))
+    return frame.iloc[index]
 
 
 def short(value: float) -> str:
@@ -54,7 +66,7 @@ def batch_colors(batch_sizes) -> dict:
     """An ordered palette for an ordered variable: small batches dark, large ones light."""
     batch_sizes = sorted(batch_sizes)
     cmap = plt.get_cmap("viridis")
-    return {b: cmap(x) for b, x in zip(batch_sizes, np.linspace(0.0, 0.85, max(len(batch_sizes), 1)))}
+    return {b: cmap(x) for b, x in zip(batch_sizes, np.linspace(0.0, RAMP, max(len(batch_sizes), 1)))}
 
 
 def to_svg(fig, name: str) -> str:
@@ -136,43 +148,51 @@ def ordered(values, order) -> list:
     return [v for v in order if v in present] + [v for v in present if v not in order]
 
 
-def curves(runs: pd.DataFrame, best: pd.DataFrame, order=()) -> str:
-    """Train and validation loss vs epoch at each cell's best grid LR: median across seeds, min–max band."""
+def cell_rows(frame: pd.DataFrame, optimizer: str, batch_size=None) -> pd.DataFrame:
+    mask = frame["optimizer"] == optimizer
+    if batch_size is not None:
+        mask &= frame["batch_size"] == batch_size
+    return frame[mask]
+
+
+def curves(bands: pd.DataFrame, cells: pd.DataFrame, order=()) -> str:
+    """Train and validation loss vs epoch at each cell's best grid LR (best_lr_cells): median across
+    seeds, min–max band (curve_bands). Each split has its own loss axis, so the validation minimum and
+    any rise after it are not squashed by the training curve's descent."""
     name = "curves"
-    cells = best.dropna(subset=["lr"])
+    cells = cells.dropna(subset=["grid_lr"])
     if cells.empty:
         return empty_figure(name, "no learning rate trained without diverging: nothing to draw")
     optimizers = ordered(cells["optimizer"], order)
     colors = batch_colors(cells["batch_size"].unique())
     with plt.rc_context(STYLE):
-        fig, axes = panel_grid(len(optimizers), 2, height=3.0, sharey=True, sharex=True)
+        fig, axes = panel_grid(len(optimizers), 2, height=3.0, sharex=True)
         for row, optimizer in enumerate(optimizers):
-            mine = cells[cells["optimizer"] == optimizer]
             for col, split in enumerate(("train", "val")):
                 ax = axes[row, col]
-                bands = seed_bands(runs, split, mine)
-                for batch_size, band in bands.groupby("batch_size"):
+                for best in cell_rows(cells, optimizer).itertuples():
+                    band = bands[(bands["optimizer"] == optimizer) & (bands["batch_size"] == best.batch_size)
+                                 & np.isclose(bands["lr"], best.grid_lr, rtol=1e-9) & (bands["split"] == split)]
                     band = thin(band.sort_values("step"), MAX_POINTS)
-                    ax.fill_between(band["epoch"], band["low"], band["high"], color=colors[batch_size], alpha=0.2,
-                                    linewidth=0)
-                    ax.plot(band["epoch"], band["median"], color=colors[batch_size],
-                            label=f"B = {batch_size}, lr {band['lr'].iloc[0]:g}")
+                    ax.fill_between(band["epoch"], band["low"], band["high"], color=colors[best.batch_size],
+                                    alpha=0.2, linewidth=0)
+                    ax.plot(band["epoch"], band["median"], color=colors[best.batch_size],
+                            label=f"B = {best.batch_size}, lr {best.grid_lr:g}")
                 plain_log(ax)
                 ax.set_title(f"{optimizer_label(optimizer)}: {'training' if split == 'train' else 'validation'} loss")
                 if row == len(optimizers) - 1:
                     ax.set_xlabel("epoch")
-                if col == 0:
-                    ax.set_ylabel(LOSS_LABEL)
-            axes[row, 1].legend(loc="upper right", title="batch size, best lr")
+                ax.set_ylabel(LOSS_LABEL if col == 0 else "validation loss (nats)")
+            axes[row, 1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="batch size, best lr")
         return to_svg(fig, name)
 
 
-def lr_grid(runs: pd.DataFrame, split: str = "val", order=()) -> str:
+def lr_grid(bands: pd.DataFrame, split: str = "val", order=()) -> str:
     """Small multiples: validation loss vs epoch for every learning rate (colour), one panel per cell."""
     name = "lr_grid"
-    optimizers = ordered(runs["optimizer"], order)
-    batch_sizes = sorted(runs["batch_size"].unique())
-    bands = seed_bands(runs, split)
+    bands = bands[bands["split"] == split]
+    optimizers = ordered(bands["optimizer"], order)
+    batch_sizes = sorted(bands["batch_size"].unique())
     initial = bands[bands["step"] == 0]["median"].median()
     finite = bands["median"].dropna()
     low = finite.min() * 0.9 if len(finite) else 0.1
@@ -182,14 +202,13 @@ def lr_grid(runs: pd.DataFrame, split: str = "val", order=()) -> str:
         fig, axes = panel_grid(len(optimizers), len(batch_sizes), height=2.3, sharey=True, sharex=True,
                                width=min(2.0 * len(batch_sizes) + 1.2, FULL_WIDTH + 0.5))
         for row, optimizer in enumerate(optimizers):
-            lrs = sorted(runs.loc[runs["optimizer"] == optimizer, "lr"].unique())
+            lrs = sorted(bands.loc[bands["optimizer"] == optimizer, "lr"].unique())
             norm = LogNorm(min(lrs), max(lrs)) if len(lrs) > 1 else LogNorm(lrs[0] / 2, lrs[0] * 2)
             for col, batch_size in enumerate(batch_sizes):
                 ax = axes[row, col]
-                cell = bands[(bands["optimizer"] == optimizer) & (bands["batch_size"] == batch_size)]
-                for lr, band in cell.groupby("lr"):
+                for lr, band in cell_rows(bands, optimizer, batch_size).groupby("lr"):
                     band = thin(band.sort_values("step"), MAX_POINTS)
-                    color = cmap(0.9 * norm(lr))
+                    color = cmap(RAMP * norm(lr))
                     ax.plot(band["epoch"], band["median"], color=color, linewidth=1.0)
                     if band["median"].isna().any() and band["median"].notna().any():
                         last = band[band["median"].notna()].iloc[-1]
@@ -210,11 +229,12 @@ def lr_grid(runs: pd.DataFrame, split: str = "val", order=()) -> str:
         return to_svg(fig, name)
 
 
-def lr_sensitivity(scores: pd.DataFrame, metric: str, best: pd.DataFrame | None = None,
+def lr_sensitivity(scores: pd.DataFrame, summary: pd.DataFrame, cells: pd.DataFrame, metric: str,
                    refined: pd.DataFrame | None = None, order=()) -> str:
-    """The selection metric vs learning rate: each seed a point, the seed median a line, one colour
-    per batch size; diverged runs drawn as × on the panel's top edge; ★ marks the best grid lr;
-    `refined` (optimizer, batch_size, lr rows) adds a tick per seed's refined lr* on the bottom edge."""
+    """The selection metric vs learning rate: each seed a point (lr_scores), the seed median a line
+    (lr_summary), one colour per batch size; diverged runs drawn as × on the panel's top edge; ★
+    marks the best grid lr (best_lr_cells); `refined` (best_lr.csv) adds a tick per seed's refined
+    lr* on the bottom edge. Legend outside the axes."""
     name = "lr_sensitivity"
     optimizers = ordered(scores["optimizer"], order)
     batch_sizes = sorted(scores["batch_size"].unique())
@@ -231,24 +251,22 @@ def lr_sensitivity(scores: pd.DataFrame, metric: str, best: pd.DataFrame | None 
                      for i, b in enumerate(batch_sizes)}
             for batch_size in batch_sizes:
                 color = colors[batch_size]
-                cell = scores[(scores["optimizer"] == optimizer) & (scores["batch_size"] == batch_size)]
-                ok = cell[usable.loc[cell.index]]
-                gone = cell[~usable.loc[cell.index]]
-                median = ok.groupby("lr")["score"].median()
-                ax.plot(median.index * dodge[batch_size], median.values, color=color, label=f"B = {batch_size}")
+                cell = cell_rows(scores, optimizer, batch_size)
+                ok, gone = cell[usable.loc[cell.index]], cell[~usable.loc[cell.index]]
+                median = cell_rows(summary, optimizer, batch_size).dropna(subset=["score_median"])
+                ax.plot(median["lr"] * dodge[batch_size], median["score_median"], color=color,
+                        label=f"B = {batch_size}")
                 ax.plot(ok["lr"] * dodge[batch_size], ok["score"], "o", color=color, markersize=3, alpha=0.8)
                 if len(gone):
                     ax.plot(gone["lr"] * dodge[batch_size], np.full(len(gone), 0.97), "x", color=color,
                             markersize=6, mew=1.5, transform=ax.get_xaxis_transform(), clip_on=False)
-                pick = best[(best["optimizer"] == optimizer) & (best["batch_size"] == batch_size)].dropna(
-                    subset=["lr"]) if best is not None else []
-                if len(pick):
-                    lr = pick["lr"].iloc[0]
-                    ax.plot([lr * dodge[batch_size]], [median.get(lr, np.nan)], "*", color=color, markersize=11,
-                            markeredgecolor="black", markeredgewidth=0.6)
+                for best in cell_rows(cells, optimizer, batch_size).dropna(subset=["grid_lr"]).itertuples():
+                    at = median[np.isclose(median["lr"], best.grid_lr, rtol=1e-9)]["score_median"]
+                    ax.plot([best.grid_lr * dodge[batch_size]], [at.iloc[0] if len(at) else np.nan], "*",
+                            color=color, markersize=11, markeredgecolor="black", markeredgewidth=0.6)
                 if refined is not None and len(refined):
-                    mark = refined[(refined["optimizer"] == optimizer) & (refined["batch_size"] == batch_size)]
-                    ax.plot(mark["lr"], np.full(len(mark), 0.02), "|", color=color, markersize=9, mew=1.5,
+                    mark = cell_rows(refined, optimizer, batch_size)
+                    ax.plot(mark["lr_star"], np.full(len(mark), 0.02), "|", color=color, markersize=9, mew=1.5,
                             transform=ax.get_xaxis_transform(), clip_on=False)
             plain_log(ax, "x")
             plain_log(ax)
@@ -270,21 +288,25 @@ def lr_sensitivity(scores: pd.DataFrame, metric: str, best: pd.DataFrame | None 
         return to_svg(fig, name)
 
 
-def cost(status: pd.DataFrame, order=()) -> str:
-    """Training time per run and per step vs batch size, per optimizer (from run_status.csv)."""
+def cost(status: pd.DataFrame, cells: pd.DataFrame, order=()) -> str:
+    """Left: training-loop time per run against batch size (a bundled run's share of its bundle's loop
+    time; dots are runs, line the median, cost_cells). Right: the loop time of each optimizer ×
+    batch size's runs together — what its bundles spent training."""
     name = "cost"
-    frame = status[status["steps_done"] > 0].assign(
-        ms_per_step=lambda f: 1000 * f["train_seconds"] / f["steps_done"])
+    frame = status[status["steps_done"] > 0]
     batch_sizes = sorted(frame["batch_size"].unique())
     with plt.rc_context(STYLE):
         fig, axes = panel_grid(1, 2, height=3.0, width=FULL_WIDTH * 0.8)
         for optimizer in ordered(frame["optimizer"], order):
-            mine = frame[frame["optimizer"] == optimizer]
-            for ax, column in zip(axes[0], ("train_seconds", "ms_per_step")):
-                median = mine.groupby("batch_size")[column].median()
-                line, = ax.plot(median.index, median.values, "-", label=optimizer_label(optimizer))
-                ax.plot(mine["batch_size"], mine[column], "o", color=line.get_color(), markersize=2.5, alpha=0.5)
-        for ax, label in zip(axes[0], ("training time per run (s)", "training time per step (ms)")):
+            mine, summary = cell_rows(frame, optimizer), cell_rows(cells, optimizer)
+            line, = axes[0, 0].plot(summary["batch_size"], summary["run_seconds_median"], "-",
+                                    label=optimizer_label(optimizer))
+            axes[0, 0].plot(mine["batch_size"], mine["train_seconds"], "o", color=line.get_color(), markersize=2.5,
+                            alpha=0.5)
+            axes[0, 1].plot(summary["batch_size"], summary["loop_seconds"], "o-", color=line.get_color(),
+                            label=optimizer_label(optimizer))
+        for ax, label in zip(axes[0], ("training-loop time per run (s, its share of a bundle)",
+                                       "training-loop time of all the runs (s)")):
             ax.set_xscale("log")
             ax.set_xticks(batch_sizes, [str(b) for b in batch_sizes])
             ax.xaxis.set_minor_locator(NullLocator())
@@ -295,34 +317,15 @@ def cost(status: pd.DataFrame, order=()) -> str:
         return to_svg(fig, name)
 
 
-def trajectory_picks(scores: pd.DataFrame, best: pd.DataFrame, optimizer: str, batch_size: int) -> dict:
-    """The learning rates that show claim C9 in one cell: the smallest, the best, the largest whose
-    seeds all finished, and the smallest that diverged (label → lr, in that order)."""
-    cell = scores[(scores["optimizer"] == optimizer) & (scores["batch_size"] == batch_size)]
-    ok = cell.groupby("lr")["status"].agg(lambda s: bool((s == "ok").all()))
-    picks = {"smallest lr": ok.index.min()}
-    chosen = best[(best["optimizer"] == optimizer) & (best["batch_size"] == batch_size)]["lr"].dropna()
-    if len(chosen):
-        picks["best lr"] = float(chosen.iloc[0])
-    if ok.any():
-        picks["largest lr that trained"] = ok[ok].index.max()
-    if (~ok).any():
-        picks["smallest lr that diverged"] = ok[~ok].index.min()
-    unique: dict = {}
-    for label, lr in picks.items():  # one line per lr, under its first label
-        if lr not in unique.values():
-            unique[label] = lr
-    return unique
-
-
-def trajectories(minibatch: pd.DataFrame, scores: pd.DataFrame, best: pd.DataFrame, order=()) -> str:
-    """Mini-batch training loss (window means, first seed) at the smallest, best, largest trained and
-    first diverged learning rate of each optimizer, at the middle batch size of the grid."""
+def trajectories(minibatch: pd.DataFrame, picks: pd.DataFrame, order=()) -> str:
+    """Mini-batch training loss (window means, first seed) at the learning rates lr_picks.csv names —
+    the smallest, best, largest trained and first diverged — of each optimizer, at the grid's middle
+    batch size; × where a diverged run stopped."""
     name = "trajectories"
-    optimizers = ordered(scores["optimizer"], order)
-    batch_sizes = sorted(scores["batch_size"].unique())
+    optimizers = ordered(picks["optimizer"], order)
+    batch_sizes = sorted(picks["batch_size"].unique())
     batch_size = batch_sizes[len(batch_sizes) // 2]
-    seed = min(scores["seed"])
+    seed = min(minibatch["seed"])
     colors = {"smallest lr": "tab:blue", "best lr": "tab:green", "largest lr that trained": "tab:orange",
               "smallest lr that diverged": "tab:red"}
     with plt.rc_context(STYLE):
@@ -331,18 +334,16 @@ def trajectories(minibatch: pd.DataFrame, scores: pd.DataFrame, best: pd.DataFra
         top = 3 * float(first_window[np.isfinite(first_window)].median())
         for col, optimizer in enumerate(optimizers):
             ax = axes[0, col]
-            for label, lr in trajectory_picks(scores, best, optimizer, batch_size).items():
+            for pick in cell_rows(picks, optimizer, batch_size).itertuples():
                 run = minibatch[(minibatch["optimizer"] == optimizer) & (minibatch["batch_size"] == batch_size)
-                                & (minibatch["lr"] == lr) & (minibatch["seed"] == seed)].sort_values("step")
-                run = thin(run, 200)
+                                & np.isclose(minibatch["lr"], pick.lr, rtol=1e-9) & (minibatch["seed"] == seed)]
+                run = thin(run.sort_values("step"), 200)
                 finite = run[np.isfinite(run["loss"])]
-                ax.plot(finite["epoch"], finite["loss"], color=colors[label], linewidth=0.9,
-                        label=f"{label}: {lr:g}")
-                status = scores[(scores["optimizer"] == optimizer) & (scores["batch_size"] == batch_size)
-                                & (scores["lr"] == lr) & (scores["seed"] == seed)]["status"]
-                if len(finite) and (status != "ok").any():
+                ax.plot(finite["epoch"], finite["loss"], color=colors[pick.label], linewidth=0.9,
+                        label=f"{pick.label}: {pick.lr:g}")
+                if len(finite) and pick.diverged:
                     ax.plot([finite["epoch"].iloc[-1]], [min(finite["loss"].iloc[-1], top)], "x",
-                            color=colors[label], markersize=7, mew=1.5, clip_on=False)
+                            color=colors[pick.label], markersize=7, mew=1.5, clip_on=False)
             plain_log(ax)
             # A diverging run climbs to 1e30 and more: cap the axis a little above the initial loss so the
             # other curves stay readable; the capped curve leaves through the top edge, ✕ where it stopped.
@@ -351,82 +352,78 @@ def trajectories(minibatch: pd.DataFrame, scores: pd.DataFrame, best: pd.DataFra
             ax.set_xlabel("epoch")
             if col == 0:
                 ax.set_ylabel("mini-batch training loss (nats)")
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=8, loc="lower left")
         return to_svg(fig, name)
 
 
-def early_stopping(scores_min: pd.DataFrame, scores_final: pd.DataFrame, order=()) -> str:
+def early_stopping(scores: pd.DataFrame, summary: pd.DataFrame, order=()) -> str:
     """Per learning rate: the epoch of the lowest validation loss (left) and how much higher the final
-    validation loss is (right); median over seeds that trained, dots per seed, a colour per batch size."""
+    validation loss is (right), from lr_scores (dots: seeds that trained) and lr_summary (lines: their
+    median), a colour per batch size."""
     name = "early_stopping"
-    keys = ["optimizer", "batch_size", "lr", "seed"]
-    frame = scores_min.merge(scores_final[keys + ["score", "epoch"]], on=keys, suffixes=("", "_final"))
-    frame = frame[(frame["status"] == "ok") & np.isfinite(frame["score"]) & np.isfinite(frame["score_final"])]
-    frame = frame.assign(gap=frame["score_final"] - frame["score"])
-    optimizers = ordered(scores_min["optimizer"], order)
-    colors = batch_colors(scores_min["batch_size"].unique())
+    frame = scores[(scores["status"] == "ok") & np.isfinite(scores["val_gap"])]
+    optimizers = ordered(scores["optimizer"], order)
+    colors = batch_colors(scores["batch_size"].unique())
     with plt.rc_context(STYLE):
         fig, axes = panel_grid(len(optimizers), 2, height=2.6)
         for row, optimizer in enumerate(optimizers):
-            mine = frame[frame["optimizer"] == optimizer]
+            mine = cell_rows(frame, optimizer)
             for batch_size, cell in mine.groupby("batch_size"):
-                for ax, column in zip(axes[row], ("epoch", "gap")):
-                    median = cell.groupby("lr")[column].median()
-                    ax.plot(median.index, median.values, color=colors[batch_size], label=f"B = {batch_size}")
+                lines = cell_rows(summary, optimizer, batch_size)
+                for ax, column in zip(axes[row], ("val_min_epoch", "val_gap")):
+                    ax.plot(lines["lr"], lines[f"{column}_median"], color=colors[batch_size], label=f"B = {batch_size}")
                     ax.plot(cell["lr"], cell[column], "o", color=colors[batch_size], markersize=2.5, alpha=0.7)
             for ax in axes[row]:
                 plain_log(ax, "x")
                 ax.set_xlabel(f"{optimizer_label(optimizer)} learning rate")
-            axes[row, 0].axhline(mine["epoch_final"].max() if len(mine) else 0, color="grey", linestyle=":",
+            axes[row, 0].axhline(mine["final_epoch"].max() if len(mine) else 0, color="grey", linestyle=":",
                                  linewidth=0.8)
             axes[row, 0].set_ylabel("epoch of min validation loss")
             axes[row, 1].set_ylabel("final − min validation loss (nats)")
             axes[row, 1].axhline(0, color="grey", linewidth=0.8)
             axes[row, 0].set_title(f"{optimizer_label(optimizer)}: when the validation loss bottoms out")
             axes[row, 1].set_title(f"{optimizer_label(optimizer)}: what training to the end costs")
-        axes[0, 1].legend(fontsize=7)
+            axes[row, 1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
         return to_svg(fig, name)
 
 
-def scaling(best_train: pd.DataFrame | None, best_val: pd.DataFrame | None, fits: dict | None = None,
-            order=()) -> str:
+def scaling(best: pd.DataFrame, cells: pd.DataFrame, fits: pd.DataFrame, order=()) -> str:
     """lr* against batch size per optimizer, log-log: per-seed refined lr* on the training objective
-    (filled) and on the selection metric (hollow), their geometric means, and the two candidate rules
-    (slope 1: linear; slope ½: square root) through the smallest batch size's mean."""
+    (filled) and on the selection metric (hollow) from best_lr.csv, their geometric means
+    (best_lr_cells), and the two candidate rules (slope 1: linear; slope ½: square root) through the
+    smallest batch size's mean; the fitted α (scaling.csv) in the title."""
     name = "scaling"
-    frames = [f for f in (best_train, best_val) if f is not None and len(f)]
-    if not frames:
+    if best.empty:
         return empty_figure(name, "best_lr.csv has no refined learning rates to draw")
-    optimizers = ordered(pd.concat(frames)["optimizer"], order)
+    optimizers = ordered(best["optimizer"], order)
     with plt.rc_context(STYLE):
         fig, axes = panel_grid(1, len(optimizers), height=3.4, sharex=True)
         for col, optimizer in enumerate(optimizers):
             ax = axes[0, col]
-            for frame, label, filled in ((best_train, "training objective", True), (best_val, "selection metric",
-                                                                                      False)):
-                if frame is None or frame.empty:
-                    continue
-                mine = frame[frame["optimizer"] == optimizer]
-                if mine.empty:
-                    continue
+            mine, means = cell_rows(best, optimizer), cell_rows(cells, optimizer).sort_values("batch_size")
+            for suffix, label, filled in (("_train", "training objective", True), ("", "selection metric", False)):
                 color = "tab:blue" if filled else "tab:grey"
                 face = color if filled else "none"
-                ok = mine[~mine["censored"]]
-                ax.plot(ok["batch_size"], ok["lr"], "o", markersize=4, color=color, markerfacecolor=face, alpha=0.8)
-                cut = mine[mine["censored"]]
-                ax.plot(cut["batch_size"], cut["lr"], "^", markersize=5, color="tab:red", markerfacecolor=face)
-                geo = np.exp(np.log(mine["lr"]).groupby(mine["batch_size"]).mean())
-                ax.plot(geo.index, geo.values, "-", color=color, label=f"lr* on the {label} (geometric mean)")
+                seeds = mine[np.isfinite(mine[f"lr_star{suffix}"])]
+                ok, cut = seeds[~seeds[f"censored{suffix}"]], seeds[seeds[f"censored{suffix}"]]
+                ax.plot(ok["batch_size"], ok[f"lr_star{suffix}"], "o", markersize=4, color=color, markerfacecolor=face,
+                        alpha=0.8)
+                ax.plot(cut["batch_size"], cut[f"lr_star{suffix}"], "^", markersize=5, color="tab:red",
+                        markerfacecolor=face)
+                geo = means.dropna(subset=[f"lr_star_gmean{suffix}"])
+                ax.plot(geo["batch_size"], geo[f"lr_star_gmean{suffix}"], "-", color=color,
+                        label=f"lr* on the {label} (geometric mean)")
                 if filled and len(geo):
-                    b0, lr0 = geo.index[0], geo.iloc[0]
-                    sizes = np.array(sorted(mine["batch_size"].unique()), dtype=float)
+                    b0, lr0 = geo["batch_size"].iloc[0], geo[f"lr_star_gmean{suffix}"].iloc[0]
+                    sizes = geo["batch_size"].to_numpy(float)
                     ax.plot(sizes, lr0 * sizes / b0, ":", color="black", label="linear rule (slope 1)")
                     ax.plot(sizes, lr0 * np.sqrt(sizes / b0), "--", color="black", linewidth=0.9,
                             label="square-root rule (slope ½)")
-            fit = (fits or {}).get(optimizer)
+            fit = fits[(fits["optimizer"] == optimizer) & (fits["objective"] == "train") & (fits["kind"] == "fit")]
             title = optimizer_label(optimizer)
-            if fit and np.isfinite(fit[0]):
-                title += f": α = {fit[0]:.2f} [{fit[1]:.2f}, {fit[2]:.2f}]"
+            if len(fit) and np.isfinite(fit["alpha"].iloc[0]):
+                f = fit.iloc[0]
+                title += f": α = {f['alpha']:.2f} [{f['alpha_low']:.2f}, {f['alpha_high']:.2f}]"
             ax.set_title(title)
             batch_size_axis(ax)
             if col == 0:
@@ -438,44 +435,45 @@ def scaling(best_train: pd.DataFrame | None, best_val: pd.DataFrame | None, fits
         return to_svg(fig, name)
 
 
-def steps_to_target(steps: pd.DataFrame, order=()) -> str:
+def steps_to_target(steps: pd.DataFrame, scaling_table: pd.DataFrame, confidence: float, order=()) -> str:
     """Steps to the target validation loss against batch size per optimizer (log-log; geometric mean
-    over seeds at the fastest LR, 95 % CI bars), perfect scaling from the smallest batch size
-    (dotted), the fitted knee B_crit with its CI (solid line, band) and B_simple near the target
-    (dashed), all from steps_to_target.csv."""
+    over seeds at the fastest LR with its CI, steps_to_target.csv), perfect scaling from the smallest
+    batch size (dotted), the fitted knee B_crit with its CI (solid line, band) and B_simple near the
+    target (dashed), from batch_scaling.csv."""
     name = "steps_to_target"
     if steps.empty:
         return empty_figure(name, "steps_to_target.csv is empty")
     optimizers = ordered(steps["optimizer"], order)
+    knees = scaling_table.set_index("optimizer")
+    level = f"{100 * confidence:g} % CI"
     with plt.rc_context(STYLE):
         fig, axes = panel_grid(1, len(optimizers), height=3.4, sharey=True)
         for col, optimizer in enumerate(optimizers):
             ax = axes[0, col]
-            mine = steps[steps["optimizer"] == optimizer].sort_values("batch_size")
+            mine = cell_rows(steps, optimizer).sort_values("batch_size")
             reached = mine[np.isfinite(mine["steps"])]
             error = np.vstack([reached["steps"] - reached["steps_low"], reached["steps_high"] - reached["steps"]])
             ax.errorbar(reached["batch_size"], reached["steps"], yerr=np.where(np.isfinite(error), error, 0),
-                        fmt="o-", color="tab:blue", markersize=4, capsize=2, label="steps to target, 95% CI")
+                        fmt="o-", color="tab:blue", markersize=4, capsize=2, label=f"steps to target, {level}")
             ax.plot(mine["batch_size"], mine["perfect_scaling_steps"], ":", color="black",
                     label="perfect scaling (steps ∝ 1/B)")
             missed = mine[~np.isfinite(mine["steps"])]
             if len(missed):
                 ax.plot(missed["batch_size"], np.full(len(missed), 0.97), "x", color="tab:red", mew=1.5,
                         transform=ax.get_xaxis_transform(), clip_on=False, label="target not reached")
-            first = mine.iloc[0]
-            title = f"{optimizer_label(optimizer)}: target {short(first['target_loss'])} nats"
-            if np.isfinite(first["knee"]):
-                ax.axvline(first["knee"], color="tab:green", linewidth=1.2, label="knee B_crit (fit), 95% CI")
-                low, high = first["knee_low"], first["knee_high"]
-                if np.isfinite(low) and np.isfinite(high):
-                    ax.axvspan(low, high, color="tab:green", alpha=0.12, linewidth=0)
-                title += f", B_crit {short(first['knee'])}"
-            elif first["knee"] == np.inf:
+            knee = knees.loc[optimizer] if optimizer in knees.index else None
+            title = f"{optimizer_label(optimizer)}: target {short(mine['target_loss'].iloc[0])} nats"
+            if knee is not None and np.isfinite(knee["knee"]):
+                ax.axvline(knee["knee"], color="tab:green", linewidth=1.2, label=f"knee B_crit (fit), {level}")
+                if np.isfinite(knee["knee_low"]) and np.isfinite(knee["knee_high"]):
+                    ax.axvspan(knee["knee_low"], knee["knee_high"], color="tab:green", alpha=0.12, linewidth=0)
+                title += f", B_crit {short(knee['knee'])}"
+            elif knee is not None and knee["knee"] == np.inf:
                 title += ", no knee (perfect scaling)"
-            if np.isfinite(first.get("b_simple", np.nan)):
-                ax.axvline(first["b_simple"], color="tab:purple", linestyle="--", linewidth=1.2,
+            if knee is not None and np.isfinite(knee["b_simple"]):
+                ax.axvline(knee["b_simple"], color="tab:purple", linestyle="--", linewidth=1.2,
                            label="B_simple near the target")
-                title += f", B_simple {short(first['b_simple'])}"
+                title += f", B_simple {short(knee['b_simple'])}"
             ax.set_title(title, fontsize=9)
             batch_size_axis(ax)
             if col == 0:
@@ -507,15 +505,17 @@ def probe_checkpoints(moments: pd.DataFrame, per_run: int) -> pd.DataFrame:
     return pd.concat([thin(group, per_run) for _, group in pairs.groupby(RUN_KEYS, sort=False)])
 
 
-def gradvar(moments: pd.DataFrame, slopes: pd.DataFrame | None = None, per_run: int = 4) -> str:
+def gradvar(moments: pd.DataFrame, slopes: pd.DataFrame, per_run: int = 4) -> str:
     """E||g_B − ∇f||² against m with its bootstrap CI, beside σ²/m (dashed) and the exact
-    σ²/m·(n−m)/(n−1) (solid); below, both as ratios to σ²/m. One column per probed checkpoint."""
+    σ²/m·(n−m)/(n−1) (solid); below, both as ratios to σ²/m (gradvar.csv). One column per probed
+    checkpoint; the slope fit (gradvar_slopes.csv) in each title."""
     name = "gradvar"
     if moments.empty:
         return empty_figure(name, "no probed checkpoint")
     picks = probe_checkpoints(moments, per_run)
     runs = picks[RUN_KEYS].drop_duplicates()
     cols = int(picks.groupby(RUN_KEYS).size().max())
+    level = f"{100 * moments['confidence'].iloc[0]:g} % CI"
     with plt.rc_context(STYLE):
         fig = plt.figure(figsize=(min(max(2.6 * cols + 0.6, 7.0), FULL_WIDTH), 3.6 * len(runs) + 0.4))
         grid = fig.add_gridspec(2 * len(runs), cols, height_ratios=[2.2, 1.0] * len(runs))
@@ -530,11 +530,12 @@ def gradvar(moments: pd.DataFrame, slopes: pd.DataFrame | None = None, per_run: 
                 error = np.vstack([mean - rows["ci_low"], rows["ci_high"] - mean])
                 n = float(rows["n"].iloc[0])
                 top.errorbar(m, mean, yerr=np.where(np.isfinite(error), error, 0), fmt="o", markersize=3,
-                             color="black", elinewidth=1, capsize=2, label="measured, 95% CI")
+                             color="black", elinewidth=1, capsize=2, label=f"measured, {level}")
                 top.plot(m, rows["pred_iid"], "--", color="tab:blue", label="σ²/m (tutorial)")
                 top.plot(m, rows["pred_fpc"], "-", color="tab:red", linewidth=1, label="σ²/m·(n−m)/(n−1)")
-                iid = rows["pred_iid"].to_numpy(float)
-                bottom.errorbar(m, mean / iid, yerr=np.where(np.isfinite(error), error, 0) / iid, fmt="o",
+                ratio = rows["ratio_iid"].to_numpy(float)
+                ratio_error = np.vstack([ratio - rows["ratio_iid_low"], rows["ratio_iid_high"] - ratio])
+                bottom.errorbar(m, ratio, yerr=np.where(np.isfinite(ratio_error), ratio_error, 0), fmt="o",
                                 markersize=3, color="black", elinewidth=1, capsize=2)
                 bottom.axhline(1.0, linestyle="--", color="tab:blue")
                 bottom.plot(m, (n - m) / (n - 1), "-", color="tab:red", linewidth=1)
@@ -544,15 +545,14 @@ def gradvar(moments: pd.DataFrame, slopes: pd.DataFrame | None = None, per_run: 
                 plain_log(top)
                 top.tick_params(labelbottom=False)
                 title = f"epoch {pick['epoch']:.3g}"
-                if slopes is not None and len(slopes):
-                    fit = matching(slopes, pick, [*RUN_KEYS, "step"])
-                    if len(fit) and np.isfinite(fit["slope"].iloc[0]):
-                        f = fit.iloc[0]
-                        title += f"\nslope {f['slope']:.3f} [{f['slope_low']:.3f}, {f['slope_high']:.3f}]"
-                top.set_title(title, fontsize=8)
+                fit = matching(slopes, pick, [*RUN_KEYS, "step"])
+                if len(fit) and np.isfinite(fit["slope"].iloc[0]):
+                    f = fit.iloc[0]
+                    title += f"\nslope {f['slope']:.3f} [{f['slope_low']:.3f}, {f['slope_high']:.3f}]"
+                top.set_title(title, fontsize=9)
                 bottom.set_xlabel("mini-batch size m")
                 if col == 0:
-                    top.set_ylabel(f"{run_label(run)}\nE‖g_B − ∇f‖²", fontsize=8)
+                    top.set_ylabel(f"{run_label(run)}\nE‖g_B − ∇f‖²", fontsize=9)
                     bottom.set_ylabel("÷ σ²/m")
         handles, labels = fig.axes[0].get_legend_handles_labels()
         handles.append(plt.Line2D([], [], linestyle=":", color="grey"))
@@ -561,16 +561,16 @@ def gradvar(moments: pd.DataFrame, slopes: pd.DataFrame | None = None, per_run: 
         return to_svg(fig, name)
 
 
-def noise_scale(noise: pd.DataFrame) -> str:
-    """B_simple = σ²/‖∇f‖² across training per probe run (left), and σ² and ‖∇f‖² themselves (right)."""
+def noise_scale(slopes: pd.DataFrame) -> str:
+    """B_simple = σ²/‖∇f‖² across training per probe run (left), and σ² and ‖∇f‖² themselves (right),
+    one row per probed checkpoint of gradvar_slopes.csv. Legends outside the axes."""
     name = "noise_scale"
-    if noise.empty:
+    if slopes.empty:
         return empty_figure(name, "no probed checkpoint")
     with plt.rc_context(STYLE):
         fig, axes = panel_grid(1, 2, height=3.0, width=FULL_WIDTH * 0.9)
         left, right = axes[0]
-        for _, run_rows in noise.groupby(RUN_KEYS, sort=False):
-            run_rows = run_rows.sort_values("step")
+        for _, run_rows in slopes.sort_values([*RUN_KEYS, "step"]).groupby(RUN_KEYS, sort=False):
             label = run_label(run_rows.iloc[0])
             line, = left.plot(run_rows["epoch"], run_rows["b_simple"], "o-", markersize=3, label=label)
             left.axhline(run_rows["batch_size"].iloc[0], color=line.get_color(), linestyle=":", linewidth=0.8)
@@ -582,57 +582,33 @@ def noise_scale(noise: pd.DataFrame) -> str:
         right.set_ylabel("squared gradient norm")
         for ax in (left, right):
             ax.set_xlabel("epoch")
-        left.legend(title="probe run (dotted: its batch size)", fontsize=7)
-        right.legend([plt.Line2D([], [], marker="o", color="grey"), plt.Line2D([], [], marker="s", linestyle="--",
-                                                                               color="grey")],
-                     ["σ² (per-sample gradient variance)", "‖∇f‖² (full gradient)"])
+        handles, labels = left.get_legend_handles_labels()
+        handles += [plt.Line2D([], [], marker="o", color="grey"), plt.Line2D([], [], marker="s", linestyle="--",
+                                                                             color="grey")]
+        labels += ["σ² (per-sample gradient variance)", "‖∇f‖² (full gradient)"]
+        fig.legend(handles, labels, loc="outside lower center", ncols=2,
+                   title="probe runs (dotted: their batch size)")
         return to_svg(fig, name)
 
 
 def make(name: str, tables: dict[str, pd.DataFrame], config: dict) -> str:
-    """Figure `name` drawn from the workflow's tables (the registry the figure rules call)."""
-    from optbench.report import best_grid_lrs, selection_scores
-
-    metric = config["selection"]["metric"]
+    """Figure `name` drawn from the workflow's tables (keyed by table name; the registry the figure rules call)."""
     order = config["grid"]["optimizers"]
-    if name in ("curves", "lr_sensitivity"):
-        scores = selection_scores(tables["runs"], metric)
-        best = best_grid_lrs(scores)
-        if name == "curves":
-            return curves(tables["runs"], best, order)
-        return lr_sensitivity(scores, metric, best, refined_lrs(tables.get("best_lr")), order)
-    if name == "lr_grid":
-        return lr_grid(tables["runs"], order=order)
-    if name == "trajectories":
-        scores = selection_scores(tables["runs"], metric)
-        return trajectories(tables["minibatch"], scores, best_grid_lrs(scores), order)
-    if name == "early_stopping":
-        return early_stopping(selection_scores(tables["runs"], "min_val_loss"),
-                              selection_scores(tables["runs"], "final_val_loss"), order)
-    if name == "cost":
-        return cost(tables["status"], order)
-    if name == "scaling":
-        from optbench.report import scaling_fits, seed_lr_stars
-
-        best = tables["best_lr"]
-        return scaling(seed_lr_stars(best, "train"), seed_lr_stars(best, "val"), scaling_fits(tables["scaling"]),
-                       order)
-    if name == "steps_to_target":
-        return steps_to_target(tables["steps_to_target"], order)
-    if name == "gradvar":
-        return gradvar(tables["gradvar"], tables.get("gradvar_slopes"))
-    if name == "noise_scale":
-        return noise_scale(noise_by_checkpoint(tables["gradvar"]))
-    raise KeyError(f"no figure called '{name}'")
-
-
-def refined_lrs(best_lr: pd.DataFrame | None) -> pd.DataFrame | None:
-    """Per-seed refined lr* on the selection metric from the analysis stage's best_lr.csv."""
-    from optbench.report import seed_lr_stars
-
-    return seed_lr_stars(best_lr, "val")
-
-
-def noise_by_checkpoint(moments: pd.DataFrame) -> pd.DataFrame:
-    """One row per probed run × checkpoint (σ², ‖∇f‖² and B_simple repeat over the m rows)."""
-    return moments.drop_duplicates([*RUN_KEYS, "step"]).sort_values([*RUN_KEYS, "step"])
+    t = tables
+    draw = {
+        "curves": lambda: curves(t["curve_bands"], t["best_lr_cells"], order),
+        "lr_grid": lambda: lr_grid(t["curve_bands"], order=order),
+        "lr_sensitivity": lambda: lr_sensitivity(t["lr_scores"], t["lr_summary"], t["best_lr_cells"],
+                                                 config["selection"]["metric"], t["best_lr"], order),
+        "trajectories": lambda: trajectories(t["minibatch"], t["lr_picks"], order),
+        "early_stopping": lambda: early_stopping(t["lr_scores"], t["lr_summary"], order),
+        "cost": lambda: cost(t["run_status"], t["cost_cells"], order),
+        "scaling": lambda: scaling(t["best_lr"], t["best_lr_cells"], t["scaling"], order),
+        "steps_to_target": lambda: steps_to_target(t["steps_to_target"], t["batch_scaling"],
+                                                   config["analysis"]["confidence"], order),
+        "gradvar": lambda: gradvar(t["gradvar"], t["gradvar_slopes"]),
+        "noise_scale": lambda: noise_scale(t["gradvar_slopes"]),
+    }
+    if name not in draw:
+        raise KeyError(f"no figure called '{name}'")
+    return draw[name]()

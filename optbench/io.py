@@ -7,8 +7,6 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
-
 
 class CorruptFileError(RuntimeError):
     """A file exists but cannot be read; the message names it and says to delete it and rerun."""
@@ -35,6 +33,8 @@ def atomic_path(path: str | Path):
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
+    import torch  # here, not at the top: light jobs (aggregate, analyze, figures, report) never load torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
@@ -55,6 +55,8 @@ def atomic_write_csv(frame, path: str | Path) -> None:
 
 def load_tensors(path: str | Path, what: str = "file"):
     """torch.load with weights_only=True; a damaged file raises CorruptFileError naming it."""
+    import torch
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{what} '{path}' does not exist; rerun snakemake to produce it")

@@ -6,8 +6,6 @@ import ctypes
 import platform
 import time
 
-import torch
-
 
 @contextlib.contextmanager
 def job_log(path: str):
@@ -30,6 +28,8 @@ def job_log(path: str):
 
 def resolve_device(requested: str) -> str:
     """cpu | cuda | auto → the device to use; cuda without a GPU is a clear error."""
+    import torch  # here, not at the top: light jobs use job_log and never load torch
+
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
@@ -61,6 +61,8 @@ def retain_freed_memory() -> bool:
 
 def setup_job(threads: int, device_request: str) -> str:
     """Fix the thread count (part of the determinism contract), tune malloc, and pick the device."""
+    import torch
+
     torch.set_num_threads(threads)
     retain_freed_memory()
     return resolve_device(device_request)

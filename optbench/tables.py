@@ -95,11 +95,16 @@ TABLES: dict[str, TableSpec] = {spec.name: spec for spec in [
           _floats("score", "chosen_step", "chosen_epoch", "test_loss", "test_accuracy", "val_min", "val_min_epoch",
                   "val_final", "initial_train", "train_mid", "train_objective", "train_rise", "final_epoch",
                   "steps_per_epoch", "val_gap"), {"oscillates": BOOL},
+          _floats("train_drop", "train_late_drop"), {"near_best": BOOL},
           _floats("target_loss", "steps_to_target", "epochs_to_target")),
     _spec("best_lr", "analyze", CELL, {"seed": INT, "metric": STR}, _BEST),
     _spec("best_lr_cells", "analyze", CELL, {"confidence": FLOAT, "grid_lrs": INT, "grid_lr": FLOAT,
                                              "censored": BOOL, "censor_side": STR, "censor_note": STR},
           _ci("score", "test_accuracy"), {"n_seeds": INT, "stop_epoch": FLOAT}, _CELL_LR_STARS),
+    _spec("training_drop", "analyze", CELL, {"confidence": FLOAT, "lr": FLOAT, "grid_seeds": INT},
+          _ci("drop"), {"drop_seeds": INT}, _ci("late_drop"), {"late_drop_seeds": INT}),
+    _spec("lr_summary", "analyze", CELL, {"lr": FLOAT}, _ints("seeds", "seeds_trained"),
+          _floats("score_median", "val_min_epoch_median", "val_gap_median")),
     _spec("curve_bands", "analyze", CELL, {"lr": FLOAT, "split": STR, "step": INT},
           _floats("epoch", "median", "low", "high"), {"seeds": INT}),
     _spec("lr_widths", "analyze", CELL, {"seed": INT},
@@ -141,8 +146,10 @@ TABLES: dict[str, TableSpec] = {spec.name: spec for spec in [
                   "test_final", "test_gain"), {"overfits": BOOL}),
     _spec("stopping_cells", "analyze", CELL, {"confidence": FLOAT, "runs": INT},
           _floats("stop_epoch", "final_epoch", "val_stop", "val_final"), _ci("test_gain"), {"overfit_runs": INT}),
+    _spec("stopping_overall", "analyze", {"confidence": FLOAT, "runs": INT}, _floats("stop_epoch", "final_epoch"),
+          _ci("test_gain"), {"overfit_runs": INT}),
     _spec("cost", "analyze", {"rule": STR, "jobs": INT},
-          _floats("total_s", "median_s", "max_s", "cpu_s", "peak_rss_mb")),
+          _floats("total_s", "median_s", "max_s", "cpu_s", "peak_rss_mb", "loop_s")),
     _spec("cost_cells", "analyze", CELL, {"runs": INT},
           _floats("loop_seconds", "run_seconds_median", "ms_per_step_median")),
     _spec("claims", "analyze", {name: STR for name in ("claim_id", "claim_text", "verdict", "domain", "headline",
@@ -216,15 +223,18 @@ def conform(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     out = {}
     for column, dtype in spec.columns.items():
         values = frame[column]
-        if dtype == BOOL:
-            out[column] = values.astype(bool)
-        elif dtype == INT:
-            out[column] = pd.to_numeric(values).astype("int64")
-        elif dtype == FLOAT:
-            out[column] = pd.to_numeric(values).astype(float)
-        else:
-            out[column] = values.map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v))
-                                     else str(v))
+        try:
+            if dtype == BOOL:
+                out[column] = values.astype(bool)
+            elif dtype == INT:
+                out[column] = pd.to_numeric(values).astype("int64")
+            elif dtype == FLOAT:
+                out[column] = pd.to_numeric(values).astype(float)
+            else:
+                out[column] = values.map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v))
+                                         else str(v))
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"table {name}: column '{column}' is not {dtype}: {error}") from None
     return pd.DataFrame(out, columns=list(spec.columns), index=frame.index)
 
 
@@ -238,6 +248,19 @@ def combine(frames: list[pd.DataFrame], name: str) -> pd.DataFrame:
 
 
 _EMPTY = {STR: object, INT: "int64", FLOAT: float, BOOL: bool}
+
+
+def read_benchmarks(paths: dict[str, list[str]]) -> pd.DataFrame:
+    """Snakemake's benchmark TSVs per rule (rule → files; a file that does not exist is skipped), one row
+    per job: rule, job (the file's stem), s (wall seconds), cpu_time (s), max_rss (MB)."""
+    frames = [pd.read_csv(path, sep="\t").assign(rule=rule, job=Path(path).stem)
+              for rule, files in paths.items() for path in files if Path(path).exists()]
+    if not frames:
+        return pd.DataFrame(columns=["rule", "job", "s", "max_rss", "cpu_time"])
+    frame = pd.concat(frames, ignore_index=True)
+    for column in ("s", "max_rss", "cpu_time"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame[["rule", "job", "s", "max_rss", "cpu_time"]]
 
 
 def write_table(frame: pd.DataFrame, path: str | Path, name: str) -> pd.DataFrame:

@@ -1,27 +1,21 @@
-"""Snakemake job: the analysis tables (best LR, sensitivity, scaling, ...) and every claim's verdict."""
-import pandas as pd
-
-from optbench.analysis import analyze
-from optbench.io import atomic_write_csv, atomic_write_json
+"""Snakemake job: every analysis table (best LR, sensitivity, scaling, noise statistics, ...) and every claim's verdict."""
+from optbench.analysis_stage import analysis_stage
+from optbench.io import atomic_write_json
 from optbench.jobs import job_log
-from optbench.verdicts import evaluate_claims
+from optbench.tables import read_benchmarks, read_table, write_table
 
-config = snakemake.config
+INPUT_TABLES = {"runs": "runs", "status": "run_status", "probe_moments": "probe_moments", "probe_draws": "probe_draws"}
 
 with job_log(snakemake.log[0]) as log:
-    tables = {"runs": pd.read_csv(snakemake.input.runs), "status": pd.read_csv(snakemake.input.status)}
-    # Gradient-noise tables exist only when the config has probe runs (C4, C5 and B_simple for C6).
-    for name in ("gradvar", "gradvar_slopes"):
-        if name in snakemake.input.keys():
-            tables[name] = pd.read_csv(snakemake.input[name])
-    tables.update(analyze(tables, config["analysis"], config["selection"]["metric"]))
-    claims = evaluate_claims(tables, config)
+    tables = {key: read_table(snakemake.input[key], name) for key, name in INPUT_TABLES.items()
+              if key in snakemake.input.keys()}
+    tables["benchmarks"] = read_benchmarks(snakemake.params.benchmarks)
+    results = analysis_stage(tables, snakemake.config)
     for name in snakemake.output.keys():
         if name == "claims_json":
-            atomic_write_json(claims.to_dict(orient="records"), snakemake.output[name])
-        else:
-            table = claims if name == "claims" else tables[name]
-            atomic_write_csv(table, snakemake.output[name])
-        log(f"{snakemake.output[name]}: {len(claims if name.startswith('claims') else tables[name])} rows")
-    for claim in claims.itertuples():
+            atomic_write_json(results["claims"].to_dict(orient="records"), snakemake.output[name])
+            continue
+        write_table(results[name], snakemake.output[name], name)
+        log(f"{snakemake.output[name]}: {len(results[name])} rows")
+    for claim in results["claims"].itertuples():
         log(f"{claim.claim_id}: {claim.verdict} ({claim.reason})")

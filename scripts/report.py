@@ -1,11 +1,11 @@
 """Snakemake job: render results/report.html from the tables and figures in the rule's inputs."""
 from pathlib import Path
 
-import pandas as pd
-
-from optbench.io import atomic_write_text
 from optbench.jobs import job_log
-from optbench.report import TEMPLATE_DIR, build_context, provenance, read_benchmarks, render
+from optbench.io import atomic_write_text
+from optbench.provenance import provenance
+from optbench.report import TEMPLATE_DIR, build_context, render
+from optbench.tables import read_table
 
 FIGURE = "figure_"
 
@@ -17,11 +17,10 @@ with job_log(snakemake.log[0]) as log:
         if name.startswith(FIGURE):
             svgs[name[len(FIGURE):]] = Path(path).read_text()
         else:
-            tables[name] = pd.read_csv(path)
+            tables[name] = read_table(path, name)
     captions = {name: (TEMPLATE_DIR / f"{name}.rst").read_text() for name in svgs
                 if (TEMPLATE_DIR / f"{name}.rst").exists()}
-    benchmarks = read_benchmarks(snakemake.params.benchmarks)
-    context = build_context(snakemake.config, tables, svgs, captions, benchmarks,
+    context = build_context(snakemake.config, tables, svgs, captions,
                             provenance(snakemake.config, Path(snakemake.scriptdir).parent))
     html = render(context)
     atomic_write_text(html, snakemake.output[0])

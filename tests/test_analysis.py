@@ -1,4 +1,5 @@
-"""The analyses on planted tables whose answer is known: optimum, α, boundary, knee, overfitting curve."""
+"""The analyses on planted tables whose answer is known (optimum, α, boundary, knee, overfitting curve) and
+every derived table against a brute-force loop over the runs."""
 from __future__ import annotations
 
 import math
@@ -9,12 +10,14 @@ import pytest
 from scipy import stats
 
 from optbench import analysis
+from optbench.config import RUN_KEYS
+from optbench.stats import mean_ci
 
 STEPS = np.array([0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024])
 SGD_GRID = [0.005 * 2**k for k in range(12)]
 SETTINGS = {"confidence": 0.95, "train_checkpoints": 3, "tolerance": 0.1, "oscillation_rise": 0.1,
             "overfit_rise": 0.02, "target_loss": "auto", "target_margin": 0.05, "trajectory_k": [4, 16],
-            "trajectory_points": 50}
+            "trajectory_points": 50, "bootstrap_resamples": 999}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,7 +55,8 @@ def planted_grid(lr_star, grid=SGD_GRID, batch_sizes=(16, 64, 256), seeds=(0, 1,
 
 
 def scores_of(runs: pd.DataFrame, metric="min_val_loss") -> pd.DataFrame:
-    return analysis.run_scores(runs, metric, SETTINGS["train_checkpoints"], SETTINGS["oscillation_rise"])
+    scores = analysis.run_scores(runs, metric, SETTINGS["train_checkpoints"], SETTINGS["oscillation_rise"])
+    return analysis.mark_near_best(scores, SETTINGS["tolerance"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,13 +101,16 @@ def test_optimum_beside_a_diverged_or_missing_neighbour_is_censored():
 
 def test_best_lr_table_has_the_training_objective_and_a_geometric_ci():
     jitter = {0: 0.9, 1: 1.0, 2: 1.1}
-    table = analysis.best_lr_table(scores_of(planted_grid(lambda b, s: 0.05 * jitter[s])), "min_val_loss", 0.95)
+    scores = scores_of(planted_grid(lambda b, s: 0.05 * jitter[s]))
+    best = analysis.best_lr_table(scores, "min_val_loss")
+    table = analysis.best_lr_cells(scores, best, 0.95)
     row = table[table["batch_size"] == 16].iloc[0]
     logs = np.log([0.045, 0.05, 0.055])
     low, high = stats.t.interval(0.95, 2, loc=logs.mean(), scale=logs.std(ddof=1) / math.sqrt(3))
     assert row["lr_star_gmean"] == pytest.approx(math.exp(logs.mean()), rel=1e-9)
     assert (row["lr_star_low"], row["lr_star_high"]) == pytest.approx((math.exp(low), math.exp(high)), rel=1e-9)
-    assert np.allclose(table["lr_star_train"], table["lr_star"])  # all splits share the curve here
+    assert np.allclose(best["lr_star_train"], best["lr_star"])  # all splits share the curve here
+    assert row["grid_lr"] == 0.04 and not row["censored"] and row["n_seeds"] == 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,14 +171,29 @@ def test_lr_sensitivity_diverged_share_and_both_halves_of_c9():
                          "score": math.inf if diverged else 1 + (math.log2(lr / 0.08)) ** 2,
                          "oscillates": lr == 0.16 and seed < 2,
                          "steps_to_target": 100 / lr if lr <= 0.04 else 100 / lr if lr == 0.08 else math.inf})
-    table = analysis.lr_sensitivity(pd.DataFrame(rows), tolerance=0.1, confidence=0.95).iloc[0]
+    scores = pd.DataFrame(rows).assign(test_accuracy=0.5, chosen_epoch=1.0)
+
+    def sensitivity(frame):
+        cells = analysis.best_lr_cells(frame, analysis.best_lr_table(frame.assign(train_objective=frame["score"]),
+                                                                     "min_val_loss"), 0.95)
+        widths = analysis.seed_widths(frame, 0.1)
+        return analysis.lr_sensitivity(frame, cells, widths, tolerance=0.1, confidence=0.95).iloc[0]
+
+    table = sensitivity(scores)
     assert table["best_lr"] == 0.08
     assert table["diverged_runs"] == 3 and table["diverged_fraction"] == pytest.approx(3 / 18)
     assert (table["below_pairs"], table["below_slower"]) == (3, 3)
     assert (table["above_lrs"], table["above_unstable"], table["above_diverged"]) == (2, 2, 1)
+    # C2: the first LR above the best where most seeds fail, and how far above the best it is
+    assert table["nonconverging_lr"] == 0.32 and table["nonconverging_factor"] == pytest.approx(4)
+    assert table["grid_factor_above"] == pytest.approx(4)
+    # C9b: 0.16 is the first LR above the best outside the tolerance, and 2 of its 3 seeds oscillate
+    assert table["too_large_lr"] == 0.16 and table["too_large_unstable"]
+    calm = sensitivity(scores.assign(oscillates=False))
+    assert calm["too_large_lr"] == 0.16 and not calm["too_large_unstable"]
     # smaller LRs reaching the target faster break half (a)
-    faster = pd.DataFrame(rows).assign(steps_to_target=lambda f: np.where(f["lr"] <= 0.08, f["lr"] * 100, np.inf))
-    table = analysis.lr_sensitivity(faster, tolerance=0.1, confidence=0.95).iloc[0]
+    faster = scores.assign(steps_to_target=lambda f: np.where(f["lr"] <= 0.08, f["lr"] * 100, np.inf))
+    table = sensitivity(faster)
     assert (table["below_pairs"], table["below_slower"]) == (3, 0)
 
 
@@ -181,7 +203,7 @@ def test_lr_sensitivity_diverged_share_and_both_halves_of_c9():
 def test_planted_alpha_is_recovered_with_a_ci_from_the_seeds():
     alphas = {0: 0.9, 1: 1.0, 2: 1.1}
     runs = planted_grid(lambda b, s: 0.02 * (b / 16) ** alphas[s])
-    best = analysis.best_lr_table(scores_of(runs), "min_val_loss", 0.95)
+    best = analysis.best_lr_table(scores_of(runs), "min_val_loss")
     table = analysis.scaling(best, 0.95)
     fit = table[(table["objective"] == "train") & (table["kind"] == "fit")].iloc[0]
     low, high = stats.t.interval(0.95, 2, loc=1.0, scale=0.1 / math.sqrt(3))
@@ -195,7 +217,7 @@ def test_planted_alpha_is_recovered_with_a_ci_from_the_seeds():
 
 def test_censored_optima_are_counted_in_the_scaling_fit():
     runs = planted_grid(lambda b, s: 0.02 * (b / 16) ** 1.0, diverge_above=0.33)  # lr*(256) = 0.32 beside 0.64
-    table = analysis.scaling(analysis.best_lr_table(scores_of(runs), "min_val_loss", 0.95), 0.95)
+    table = analysis.scaling(analysis.best_lr_table(scores_of(runs), "min_val_loss"), 0.95)
     fit = table[(table["objective"] == "train") & (table["kind"] == "fit")].iloc[0]
     assert fit["censored"] == 3 and fit["censored_m"] == "256" and fit["censored_sides"] == "high"
 
@@ -261,16 +283,24 @@ def test_steps_to_target_table_fastest_lr_perfect_scaling_and_b_simple():
     scores = pd.DataFrame(rows)
     probe_steps = [0, 64, 128]
     runs = pd.DataFrame(run_rows("sgd", 16, 0.2, 0, {"val": [2.3, 1.5, 1.0]}, steps=probe_steps))
-    noise = pd.DataFrame({"optimizer": "sgd", "batch_size": 16, "lr": 0.2, "seed": 0, "step": probe_steps,
-                          "epoch": [0, 2, 4], "b_simple": [10.0, 50.0, 200.0]})
-    table = analysis.steps_to_target(scores, noise, runs, 0.95).set_index("batch_size")
+    slopes = pd.DataFrame({"optimizer": "sgd", "batch_size": 16, "lr": 0.2, "seed": 0, "step": probe_steps,
+                           "epoch": [0, 2, 4], "b_simple": [10.0, 50.0, 200.0]})
+    per_seed = analysis.seed_steps(scores)
+    table = analysis.steps_to_target(per_seed, {"sgd": 1.45}, 0.95).set_index("batch_size")
     assert (table["lr"] == 0.2).all()  # the fastest LR
     expected = 1000 * (1 + 64 / 16) * math.exp(np.log([1, 1.01, 1.02]).mean())
     assert table.loc[16, "steps"] == pytest.approx(expected)
     assert table.loc[256, "perfect_scaling_steps"] == pytest.approx(expected / 16)
     assert table.loc[32, "efficiency"] == pytest.approx(math.log(5 / 3) / math.log(2))
-    assert table.loc[16, "knee"] == pytest.approx(64, rel=1e-4)
-    assert table.loc[16, "b_simple"] == pytest.approx(50.0)  # the checkpoint whose validation loss is nearest 1.45
+    b_simple = analysis.b_simple_near_target(slopes, runs, {"sgd": 1.45})
+    knee = analysis.batch_scaling(per_seed, b_simple, {"sgd": 1.45}, 0.95).iloc[0]
+    assert knee["knee"] == pytest.approx(64, rel=1e-4) and knee["knee_seeds"] == 3
+    assert knee["b_simple"] == pytest.approx(50.0)  # the checkpoint whose validation loss is nearest 1.45
+    # efficiency of the first step (16 → 32) and the last (128 → 256), per seed, as in a brute-force loop
+    s = lambda b: 1 + 64 / b
+    first, last = math.log(s(16) / s(32)) / math.log(2), math.log(s(128) / s(256)) / math.log(2)
+    assert knee["efficiency_first"] == pytest.approx(first) and knee["efficiency_last"] == pytest.approx(last)
+    assert knee["efficiency_gap"] == pytest.approx(first - last)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,9 +326,10 @@ def test_planted_overfitting_curve_is_flagged_with_its_test_gain():
 def test_analyze_returns_every_table_on_a_planted_grid():
     runs = planted_grid(lambda b, s: 0.02 * (b / 16), diverge_above=2.0)
     tables = analysis.analyze({"runs": runs}, SETTINGS, "min_val_loss")
-    assert set(tables) == {"lr_scores", "best_lr", "lr_sensitivity", "scaling", "trajectories", "steps_to_target",
-                           "early_stopping"}
-    assert all(len(table) for table in tables.values())
+    assert {"lr_scores", "best_lr", "best_lr_cells", "lr_sensitivity", "scaling", "trajectories",
+            "trajectory_summary", "steps_to_target", "batch_scaling", "early_stopping", "stopping_cells",
+            "curve_bands", "lr_summary", "lr_picks", "training_drop"} <= set(tables)
+    assert all(len(table) for name, table in tables.items() if name != "lr_width_contrasts")  # one optimizer
     sensitivity = tables["lr_sensitivity"]
     assert (sensitivity["diverged_runs"] == 3 * 3).all()  # 2.56, 5.12, 10.24 in each seed
 
@@ -309,3 +340,168 @@ def test_fastest_lr_ignores_runs_that_diverge_after_reaching_the_target():
                            "epochs_to_target": [1.0, 1.2, 0.1, 0.12], "val_min": [1.0, 1.0, 0.5, 0.9]})
     assert set(analysis.seed_steps(scores)["lr"]) == {0.1}
     assert analysis.target_losses(scores, "auto", 0.0) == {"sgd": pytest.approx(1.0)}  # not the diverged 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# Derived tables against brute-force loops over the runs
+
+@pytest.fixture(scope="module")
+def grid_runs() -> pd.DataFrame:
+    """A grid with noise across seeds, one diverged seed and an overfitting validation curve."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for batch_size in (16, 64):
+        for lr in SGD_GRID[:6]:
+            for seed in (0, 1, 2):
+                floor = 1 + 0.2 * (math.log2(lr) - math.log2(0.04)) ** 2 + 0.05 * rng.standard_normal()
+                train = decay(floor * 0.8)
+                val = decay(floor) + 0.002 * STEPS ** 0.5
+                test = val + 0.01 * rng.standard_normal(len(STEPS))
+                status = "ok"
+                if lr == SGD_GRID[5] and seed == 1:
+                    train, val, test = (np.r_[c[:4], np.full(len(STEPS) - 4, math.inf)] for c in (train, val, test))
+                    status = "diverged"
+                rows += run_rows("sgd", batch_size, lr, seed, {"train": train, "val": val, "test": test}, status)
+    frame = pd.DataFrame(rows)
+    frame["accuracy"] = np.where(np.isfinite(frame["loss"]), 1 / (1 + frame["loss"]), math.nan)
+    return frame
+
+
+@pytest.mark.parametrize("metric", ["min_val_loss", "final_val_loss", "min_train_loss", "final_train_loss"])
+def test_selection_metric_and_its_checkpoint_match_a_brute_force_loop(grid_runs, metric):
+    split = metric.split("_")[1]
+    scores = scores_of(grid_runs, metric).set_index(RUN_KEYS)
+    for key, run in grid_runs.groupby(RUN_KEYS):
+        rows = run[run["split"] == split].sort_values("step").to_dict("records")
+        got = scores.loc[key]
+        if run["status"].iloc[0] != "ok":
+            assert got["score"] == math.inf and math.isnan(got["chosen_step"])
+            continue
+        chosen = min(rows, key=lambda r: (r["loss"], r["step"])) if metric.startswith("min") else rows[-1]
+        assert got["score"] == chosen["loss"] and got["chosen_step"] == chosen["step"]
+        test = run[(run["split"] == "test") & (run["step"] == chosen["step"])]
+        assert got["test_accuracy"] == test["accuracy"].item() and got["test_loss"] == test["loss"].item()
+
+
+def test_best_cell_lr_is_the_lowest_seed_mean_among_lrs_where_no_seed_diverged(grid_runs):
+    scores = scores_of(grid_runs)
+    cells = analysis.best_lr_cells(scores, analysis.best_lr_table(scores, "min_val_loss"), 0.95)
+    for row in cells.itertuples():
+        cell = scores[(scores["batch_size"] == row.batch_size)]
+        means = {lr: seeds["score"].mean() for lr, seeds in cell.groupby("lr") if (seeds["status"] == "ok").all()}
+        expected = min(means, key=means.get)
+        assert row.grid_lr == expected
+        chosen = cell[cell["lr"] == expected]
+        assert row.test_accuracy == pytest.approx(chosen["test_accuracy"].mean())
+        assert row.stop_epoch == pytest.approx(chosen["chosen_epoch"].median())
+
+
+def test_a_diverged_neighbour_or_the_grid_edge_censors_the_cell_optimum_as_it_does_a_seeds():
+    base = {"optimizer": "sgd", "batch_size": 32, "seed": 0, "test_accuracy": 0.5, "chosen_epoch": 1.0,
+            "lr": [0.1, 0.2, 0.4, 0.8]}
+    scores = pd.DataFrame({**base, "score": [1.0, 0.5, 0.7, math.inf], "status": ["ok", "ok", "ok", "diverged"]})
+    cells = lambda frame: analysis.best_lr_cells(frame, analysis.best_lr_table(
+        frame.assign(train_objective=frame["score"]), "min_val_loss"), 0.95).iloc[0]
+    best = cells(scores)
+    assert best["grid_lr"] == 0.2 and not best["censored"]          # the diverged 0.8 is never chosen
+    scores.loc[scores["lr"] == 0.4, ["score", "status"]] = [math.inf, "diverged"]
+    best = cells(scores)
+    assert best["grid_lr"] == 0.2 and best["censored"] and best["censor_side"] == "high"  # its neighbour diverged
+    per_seed = analysis.best_lr_per_seed(scores, "score").iloc[0]
+    assert per_seed["censored"] and per_seed["censor_side"] == best["censor_side"]        # the same rule
+    scores = pd.DataFrame({**base, "score": [1.0, 0.9, 0.8, 0.1], "status": "ok"})
+    assert cells(scores)["censor_side"] == "high"                  # on the grid's edge
+    assert math.isnan(cells(scores.assign(score=math.inf, status="diverged"))["grid_lr"])
+
+
+def test_curve_bands_are_median_min_max_across_seeds(grid_runs):
+    bands = analysis.curve_bands(grid_runs)
+    for _, band in bands.sample(30, random_state=0).iterrows():
+        values = grid_runs[(grid_runs["split"] == band["split"]) & (grid_runs["batch_size"] == band["batch_size"])
+                           & (grid_runs["lr"] == band["lr"]) & (grid_runs["step"] == band["step"])]["loss"]
+        finite = values[np.isfinite(values)].to_numpy()
+        assert band["seeds"] == len(finite)
+        if len(finite):
+            assert band["median"] == pytest.approx(np.median(finite))
+            assert (band["low"], band["high"]) == (finite.min(), finite.max())
+
+
+def test_training_drop_ci_is_bounded_by_100_percent():
+    """Three seeds with very different drops: a t interval on the drop itself would pass 100 %."""
+    rows = []
+    for seed, end in ((0, 0.02), (1, 0.6), (2, 1.5)):
+        losses = np.r_[2.3, np.linspace(2.0, end, len(STEPS) - 1)]
+        rows += run_rows("sgd", 16, 0.1, seed, {"train": losses, "val": losses, "test": losses})
+    scores = scores_of(pd.DataFrame(rows))
+    cells = analysis.best_lr_cells(scores, analysis.best_lr_table(scores, "min_val_loss"), 0.95)
+    drop = analysis.training_drops(scores, cells, 0.95).iloc[0]
+    naive = mean_ci(scores["train_drop"], 0.95)
+    assert naive[2] > 1  # the unbounded interval
+    assert drop["drop_high"] < 1 and drop["drop_low"] < drop["drop"] < drop["drop_high"]
+    logs = np.log(scores["train_objective"] / scores["initial_train"])
+    low, high = stats.t.interval(0.95, 2, loc=logs.mean(), scale=logs.std(ddof=1) / math.sqrt(3))
+    assert (drop["drop_low"], drop["drop_high"]) == pytest.approx((1 - math.exp(high), 1 - math.exp(low)))
+
+
+def test_trajectory_summary_counts_and_medians_over_the_same_pairs():
+    trajectories = pd.DataFrame([
+        {"optimizer": "sgd", "batch_size": 16, "lr": 0.1, "seed": seed, "k": 4, "rule": rule, "on_grid": True,
+         "base_is_best": True, "distance": distance}
+        for seed, (linear, sqrt) in enumerate([(0.1, 0.3), (0.2, 0.1), (0.4, 0.5), (math.inf, 0.2)])
+        for rule, distance in (("linear", linear), ("sqrt", sqrt))]
+        + [{"optimizer": "sgd", "batch_size": 64, "lr": 0.1, "seed": 0, "k": 4, "rule": "linear", "on_grid": True,
+            "base_is_best": True, "distance": 0.0},  # no √k partner on the grid: not a pair
+           {"optimizer": "sgd", "batch_size": 64, "lr": 0.1, "seed": 0, "k": 4, "rule": "sqrt", "on_grid": False,
+            "base_is_best": True, "distance": math.nan}])
+    row = analysis.trajectory_summary(trajectories).iloc[0]
+    assert (row["base_runs"], row["pairs"], row["linear_closer"], row["sqrt_closer"]) == (5, 4, 2, 2)
+    assert row["median_linear"] == pytest.approx(0.3) and row["median_sqrt"] == pytest.approx(0.25)
+    assert row["closer"] == "neither"  # 2 of 4 is not more than half
+    assert row["median_difference"] == pytest.approx(np.median([-0.2, 0.1, -0.1, math.inf]))
+
+
+def test_stopping_cells_and_overall_summarise_the_best_lr_runs(grid_runs):
+    scores = scores_of(grid_runs)
+    best = analysis.best_lr_table(scores, "min_val_loss")
+    stops = analysis.early_stopping(grid_runs, best, 0.02)
+    cells = analysis.stopping_cells(stops, 0.95).set_index("batch_size")
+    for batch_size, cell in cells.iterrows():
+        chosen = stops[(stops["batch_size"] == batch_size) & stops["at_best_lr"] & (stops["status"] == "ok")]
+        assert cell["runs"] == len(chosen)
+        assert cell["test_gain"] == pytest.approx(chosen["test_gain"].mean())
+    overall = analysis.stopping_overall(stops, 0.95).iloc[0]
+    assert overall["runs"] == cells["runs"].sum()
+
+
+def test_lr_picks_name_each_lr_once_in_order(grid_runs):
+    scores = scores_of(grid_runs)
+    cells = analysis.best_lr_cells(scores, analysis.best_lr_table(scores, "min_val_loss"), 0.95)
+    picks = analysis.lr_picks(scores, cells)
+    mine = picks[picks["batch_size"] == 16]
+    assert list(mine["label"]) == ["smallest lr", "best lr", "largest lr that trained", "smallest lr that diverged"]
+    assert list(mine["lr"]) == [SGD_GRID[0], 0.04, SGD_GRID[4], SGD_GRID[5]]
+    assert list(mine["diverged"]) == [False, False, False, True]
+
+
+def test_cost_totals_equal_the_benchmark_files_sums():
+    benchmarks = pd.DataFrame({"rule": ["train", "train", "evaluate", "grad_variance"], "job": list("abcd"),
+                               "s": [10.5, 20.25, 4.0, 30.0], "cpu_time": [10.0, 19.0, 3.5, 29.0],
+                               "max_rss": [500.0, 800.0, 300.0, 900.0]})
+    status = pd.DataFrame({"train_seconds": [3.0, 4.5, 7.25], "steps_done": [10, 10, 5],
+                           "optimizer": "sgd", "batch_size": [16, 16, 64]})
+    cost = analysis.cost_by_rule(benchmarks, status).set_index("rule")
+    assert cost.loc["train", "total_s"] == 30.75 and cost.loc["train", "jobs"] == 2
+    assert cost.loc["all", "total_s"] == benchmarks["s"].sum() and cost.loc["all", "jobs"] == 4
+    assert cost.loc["train", "loop_s"] == 14.75 and math.isnan(cost.loc["evaluate", "loop_s"])
+    cells = analysis.cost_cells(status).set_index("batch_size")
+    assert cells.loc[16, "loop_seconds"] == 7.5 and cells.loc[64, "ms_per_step_median"] == 1450
+
+
+def test_lr_summary_is_the_median_over_the_seeds_that_trained(grid_runs):
+    scores = scores_of(grid_runs)
+    summary = analysis.lr_summary(scores).set_index(["batch_size", "lr"])
+    row = summary.loc[(16, SGD_GRID[5])]
+    trained = scores[(scores["batch_size"] == 16) & (scores["lr"] == SGD_GRID[5]) & (scores["status"] == "ok")]
+    assert (row["seeds"], row["seeds_trained"]) == (3, 2)
+    assert row["score_median"] == pytest.approx(trained["score"].median())
+    assert row["val_gap_median"] == pytest.approx((trained["val_final"] - trained["val_min"]).median())

@@ -201,7 +201,7 @@ def assert_page_is_sound(page: dict, report: Path) -> None:
 def test_synthetic_report_renders_in_chromium(chromium, tmp_path):
     from tests.test_report import HOSTILE_TITLE, synthetic_report
 
-    report = synthetic_report(tmp_path, title=HOSTILE_TITLE, gradvar=True, analysis=True)
+    report = synthetic_report(tmp_path, title=HOSTILE_TITLE)
     page = open_report(report, ARTIFACTS / "report-synthetic.png", chromium)
     assert_page_is_sound(page, report)
     # the config's title is text: shown verbatim, never run as a script

@@ -1,31 +1,24 @@
-# Analyses of the run tables and the claims' verdicts, each by the rule declared in config `verdicts`.
+# The analysis stage: every statistic of the run and probe tables, and each claim's verdict by the rule
+# declared in config `verdicts`. Figures and the report only format what this rule writes.
 
 
-ANALYSIS_INPUTS = {"runs": "results/tables/runs.csv", "status": "results/tables/run_status.csv"}
-# Probes are opt-in: without them C4/C5 are inconclusive and C6 has no B_simple.
-if config["grad_variance"]["probes"]:
-    ANALYSIS_INPUTS.update(gradvar="results/tables/gradvar.csv", gradvar_slopes="results/tables/gradvar_slopes.csv")
+include: "analysis_common.smk"
 
 
 rule analyze:
     input:
         **ANALYSIS_INPUTS,
     output:
-        lr_scores="results/tables/lr_scores.csv",
-        best_lr="results/tables/best_lr.csv",
-        lr_sensitivity="results/tables/lr_sensitivity.csv",
-        scaling="results/tables/scaling.csv",
-        trajectories="results/tables/trajectories.csv",
-        steps_to_target="results/tables/steps_to_target.csv",
-        early_stopping="results/tables/early_stopping.csv",
-        claims="results/tables/claims.csv",
+        **{name: f"results/tables/{name}.csv" for name in ANALYSIS_TABLES},
         claims_json="results/tables/claims.json",
-    params:
-        # Part of the job's identity: changing a rule or an analysis setting reruns the verdicts.
-        settings={k: config[k] for k in ("analysis", "verdicts", "selection")},
     log:
         "logs/analyze.log",
     conda:
         ENV
+    params:
+        # Part of the job's identity: changing a rule, an analysis setting or the probes' seed reruns it.
+        settings={k: config[k] for k in ("analysis", "verdicts", "selection")},
+        probes={k: config["grad_variance"][k] for k in ("probes", "draws", "seed")},
+        benchmarks=analysis_benchmarks,
     script:
         "../../scripts/analyze.py"

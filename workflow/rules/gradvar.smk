@@ -6,8 +6,15 @@ from optbench.config import lr_tag
 PROBE_DIR = f"results/gradvar/{EXP}/{GROUP}/seed{{seed}}"
 PROBE_BENCHMARK = f"benchmarks/grad_variance/{GROUP_LOG}_seed{{seed}}.tsv"
 # each probe's wildcard values, to fill PROBE_DIR and PROBE_BENCHMARK
-PROBE_WILDCARDS = [dict(optimizer=p["optimizer"], batch_size=p["batch_size"], lr=lr_tag(p["lr"]), seed=p["seed"])
-                   for p in config["grad_variance"]["probes"]]
+PROBE_WILDCARDS = [
+    dict(
+        optimizer=p["optimizer"],
+        batch_size=p["batch_size"],
+        lr=lr_tag(p["lr"]),
+        seed=p["seed"],
+    )
+    for p in config["grad_variance"]["probes"]
+]
 PROBE_DIRS = [PROBE_DIR.format(**wildcards) for wildcards in PROBE_WILDCARDS]
 
 
@@ -23,20 +30,21 @@ rule grad_variance:
         moments=f"{PROBE_DIR}/moments.csv",
         draws=f"{PROBE_DIR}/draws.csv",
         layers=f"{PROBE_DIR}/layers.csv",
-    params:
-        # Part of the job's identity: changing K, the m list, the checkpoints or the seed reruns the probes.
-        settings={k: v for k, v in config["grad_variance"].items() if k != "probes"},
     log:
         f"logs/grad_variance/{GROUP_LOG}_seed{{seed}}.log",
     benchmark:
         PROBE_BENCHMARK
-    # cluster: a bundle's train, evaluate and probe jobs form one SLURM job (profiles/slurm)
-    group: "runs"
     # start as soon as the probe's bundle is trained, not after every other job: the probes are long
     priority: 10**7
-    threads: config["grad_variance"]["threads"]
+    # cluster: a bundle's train, evaluate and probe jobs form one SLURM job (profiles/slurm)
+    group:
+        "runs"
     conda:
         ENV
+    threads: config["grad_variance"]["threads"]
+    params:
+        # Part of the job's identity: changing K, the m list, the checkpoints or the seed reruns the probes.
+        settings={k: v for k, v in config["grad_variance"].items() if k != "probes"},
     script:
         "../../scripts/grad_variance.py"
 

@@ -1,5 +1,5 @@
-# Figures (matplotlib SVG, also marked for `snakemake --report`) and the self-contained HTML report;
-# the sections of optional stages follow the tables present (input functions in report_common.smk).
+# Figures (matplotlib SVG, also marked for `snakemake --report`) and the self-contained HTML report,
+# both drawn from the analysis tables (input functions in report_common.smk).
 
 
 include: "report_common.smk"
@@ -10,10 +10,10 @@ report: "../report/workflow.rst"
 
 rule figures:
     input:
-        unpack(report_spine_figure_tables),
+        **figure_rule_inputs("figures"),
         sources=FIGURE_SOURCES,
     output:
-        **report_figure_outputs("spine"),
+        **figure_rule_outputs("figures"),
     log:
         "logs/figures/spine.log",
     conda:
@@ -24,10 +24,10 @@ rule figures:
 
 rule analysis_figures:
     input:
-        unpack(report_analysis_figure_tables),
+        **figure_rule_inputs("analysis_figures"),
         sources=FIGURE_SOURCES,
     output:
-        **report_figure_outputs("analysis"),
+        **figure_rule_outputs("analysis_figures"),
     log:
         "logs/figures/analysis.log",
     conda:
@@ -36,12 +36,13 @@ rule analysis_figures:
         "../../scripts/figures.py"
 
 
+# without probes this rule draws nothing and nothing asks for it
 rule gradvar_figures:
     input:
-        unpack(lambda wildcards: report_stage_tables("gradvar")),
+        **figure_rule_inputs("gradvar_figures"),
         sources=FIGURE_SOURCES,
     output:
-        **report_figure_outputs("gradvar"),
+        **figure_rule_outputs("gradvar_figures"),
     log:
         "logs/figures/gradvar.log",
     conda:
@@ -55,8 +56,6 @@ rule report:
         unpack(report_inputs),
     output:
         REPORT,
-    params:
-        benchmarks=report_benchmarks,
     log:
         "logs/report.log",
     conda:

@@ -1,81 +1,102 @@
-# Input functions of the report stage (report.smk): which tables and figures exist in this workflow.
-# The analysis and gradient-noise stages are optional: their tables (named after their files) and
-# figures are asked for only when their rules are part of the workflow and the config enables them.
+# What the figure and report rules read: every table comes from the analysis stage (rule analyze) or
+# the aggregate rules, and the figures and the page only format it. The gradient-noise tables and
+# figures exist only when the config has probe runs.
 
 
 REPORT_FIGURES_DIR = "results/figures"
-REPORT_SPINE_TABLES = {"runs": "results/tables/runs.csv", "status": "results/tables/run_status.csv",
-                       "minibatch": "results/tables/minibatch.csv"}
-# figure name → category in `snakemake --report`; each has a caption workflow/report/<name>.rst
+# for each figure-drawing job, {figure name: category in `snakemake --report`}; captions: workflow/report/<name>.rst
 REPORT_FIGURES = {
-    "spine": {"curves": "Training curves", "lr_grid": "Training curves", "lr_sensitivity": "Learning rate",
-              "trajectories": "Learning rate", "early_stopping": "When to stop", "cost": "Cost"},
-    "analysis": {"scaling": "Scaling rules", "steps_to_target": "Steps to target"},
-    "gradvar": {"gradvar": "Gradient noise", "noise_scale": "Gradient noise"},
+    "figures": {
+        "curves": "Training curves",
+        "lr_grid": "Training curves",
+        "lr_sensitivity": "Learning rate",
+        "trajectories": "Learning rate",
+        "early_stopping": "When to stop",
+        "cost": "Cost",
+    },
+    "analysis_figures": {
+        "scaling": "Scaling rules",
+        "steps_to_target": "Steps to target",
+    },
+    "gradvar_figures": {"gradvar": "Gradient noise", "noise_scale": "Gradient noise"},
 }
-# The rules whose CSV outputs feed each optional stage of the report.
-REPORT_STAGE_RULES = {"analysis": "analyze", "gradvar": "aggregate_gradvar"}
+# figure → the tables it is drawn from (results/tables/<name>.csv)
+FIGURE_TABLES = {
+    "curves": ["curve_bands", "best_lr_cells"],
+    "lr_grid": ["curve_bands"],
+    "lr_sensitivity": ["lr_scores", "lr_summary", "best_lr_cells", "best_lr"],
+    "trajectories": ["minibatch", "lr_picks"],
+    "early_stopping": ["lr_scores", "lr_summary"],
+    "cost": ["run_status", "cost_cells"],
+    "scaling": ["best_lr", "best_lr_cells", "scaling"],
+    "steps_to_target": ["steps_to_target", "batch_scaling"],
+    "gradvar": ["gradvar", "gradvar_slopes"],
+    "noise_scale": ["gradvar_slopes"],
+}
+# the tables the page's sections show
+REPORT_TABLES = [
+    "run_status",
+    "claims",
+    "best_lr_cells",
+    "lr_sensitivity",
+    "scaling",
+    "trajectory_summary",
+    "steps_to_target",
+    "batch_scaling",
+    "stopping_cells",
+    "cost",
+]
+NOISE_TABLES = ["gradvar", "gradvar_slopes", "noise_pooled"]
 # What draws the figures and the page, as inputs named "sources": editing a template or the drawing
 # code re-renders what it draws on the next run (Snakemake compares their content) and nothing
 # upstream; a template-only edit reruns the report rule alone. The training, evaluation and analysis
 # code is deliberately not an input anywhere: a library edit must never retrain the grid unasked.
-_CODE, _TEMPLATES = Path(workflow.basedir, "optbench"), Path(workflow.basedir, "workflow", "report")
-# figures.py draws with report.py's run selection, so both are the figures' sources
-FIGURE_SOURCES = [str(_CODE / "figures.py"), str(_CODE / "report.py")]
-REPORT_SOURCES = [str(_CODE / "report.py"), *sorted(str(p) for p in _TEMPLATES.iterdir() if p.is_file())]
+_CODE, _TEMPLATES = Path(workflow.basedir, "optbench"), Path(
+    workflow.basedir, "workflow", "report"
+)
+FIGURE_SOURCES = [str(_CODE / "figures.py")]
+REPORT_SOURCES = [str(_CODE / name) for name in ("report.py", "format.py")] + sorted(
+    str(p) for p in _TEMPLATES.iterdir() if p.is_file()
+)
 
 
-def report_figure_outputs(stage):
-    return {name: report(f"{REPORT_FIGURES_DIR}/{name}.svg", caption=f"../report/{name}.rst", category=category)
-            for name, category in REPORT_FIGURES[stage].items()}
+def table_path(name):
+    return f"results/tables/{name}.csv"
 
 
-def report_stage_enabled(stage):
-    if REPORT_STAGE_RULES[stage] not in {r.name for r in workflow.rules}:
-        return False
-    # gradient-noise probes are opt-in: no probe runs, no tables
-    return stage != "gradvar" or bool(config["grad_variance"]["probes"])
+def figure_rule_names(rule):
+    """The figures a figure rule draws (none of the gradient-noise ones without probes)."""
+    return (
+        []
+        if rule == "gradvar_figures" and not PROBES_ON
+        else list(REPORT_FIGURES[rule])
+    )
 
 
-def report_stage_tables(stage):
-    """The CSV outputs of the stage, keyed by file name (results/tables/scaling.csv → scaling)."""
-    outputs = getattr(rules, REPORT_STAGE_RULES[stage]).output
-    return {Path(path).stem: path for path in outputs if str(path).endswith(".csv")}
+def figure_rule_outputs(rule):
+    return {
+        name: report(
+            f"{REPORT_FIGURES_DIR}/{name}.svg",
+            caption=f"../report/{name}.rst",
+            category=REPORT_FIGURES[rule][name],
+        )
+        for name in figure_rule_names(rule)
+    }
 
 
-def report_spine_figure_tables(wildcards):
-    """The run tables, plus best_lr.csv when present (refined lr* marked in the sensitivity figure)."""
-    tables = dict(REPORT_SPINE_TABLES)
-    if report_stage_enabled("analysis"):
-        tables.update({k: v for k, v in report_stage_tables("analysis").items() if k == "best_lr"})
-    return tables
-
-
-def report_analysis_figure_tables(wildcards):
-    """Analysis tables, plus the gradient-noise ones when present (B_simple beside steps to target)."""
-    tables = {**REPORT_SPINE_TABLES, **report_stage_tables("analysis")}
-    if report_stage_enabled("gradvar"):
-        tables.update(report_stage_tables("gradvar"))
-    return tables
+def figure_rule_inputs(rule):
+    names = {
+        table for figure in figure_rule_names(rule) for table in FIGURE_TABLES[figure]
+    }
+    return {name: table_path(name) for name in sorted(names)}
 
 
 def report_inputs(wildcards):
-    """Tables and figures of every stage this workflow has; figure files are keyed figure_<name>."""
-    tables, figures = dict(REPORT_SPINE_TABLES), dict(REPORT_FIGURES["spine"])
-    for stage in ("analysis", "gradvar"):
-        if report_stage_enabled(stage):
-            tables.update(report_stage_tables(stage))
-            figures.update(REPORT_FIGURES[stage])
-    return {**tables, **{f"figure_{name}": f"{REPORT_FIGURES_DIR}/{name}.svg" for name in figures},
-            "sources": REPORT_SOURCES}
-
-
-def report_benchmarks(wildcards):
-    """Snakemake's benchmark files of the expensive jobs, per rule.
-
-    Read as params, not inputs: a deleted benchmark file must not retrain the grid.
-    """
-    files = {stage: all_bundle_logs(stage) for stage in ("train", "evaluate")}
-    if report_stage_enabled("gradvar"):
-        files["grad_variance"] = [PROBE_BENCHMARK.format(**wildcards) for wildcards in PROBE_WILDCARDS]
-    return files
+    """The page's tables and every figure (keyed figure_<name>), plus the code and templates that render them."""
+    tables = REPORT_TABLES + (NOISE_TABLES if PROBES_ON else [])
+    figures = [name for rule in REPORT_FIGURES for name in figure_rule_names(rule)]
+    return {
+        **{name: table_path(name) for name in tables},
+        **{f"figure_{name}": f"{REPORT_FIGURES_DIR}/{name}.svg" for name in figures},
+        "sources": REPORT_SOURCES,
+    }

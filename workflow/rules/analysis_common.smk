@@ -1,0 +1,52 @@
+# Inputs, outputs and parameters of the analysis stage (analysis.smk): which tables exist with this config.
+
+
+ANALYSIS_INPUTS = {
+    "runs": "results/tables/runs.csv",
+    "status": "results/tables/run_status.csv",
+}
+# Probes are opt-in: without them C4/C5 are inconclusive and the noise tables are not written.
+PROBES_ON = bool(config["grad_variance"]["probes"])
+if PROBES_ON:
+    ANALYSIS_INPUTS.update(
+        probe_moments="results/tables/probe_moments.csv",
+        probe_draws="results/tables/probe_draws.csv",
+    )
+ANALYSIS_TABLES = [
+    "lr_scores",
+    "best_lr",
+    "best_lr_cells",
+    "training_drop",
+    "curve_bands",
+    "lr_summary",
+    "lr_widths",
+    "lr_width_contrasts",
+    "lr_sensitivity",
+    "lr_picks",
+    "scaling",
+    "trajectories",
+    "trajectory_summary",
+    "steps_per_seed",
+    "steps_to_target",
+    "batch_scaling",
+    "early_stopping",
+    "stopping_cells",
+    "stopping_overall",
+    "cost",
+    "cost_cells",
+    "claims",
+    *(["gradvar", "gradvar_slopes", "noise_pooled"] if PROBES_ON else []),
+]
+
+
+def analysis_benchmarks(wildcards):
+    """Snakemake's benchmark files of the expensive jobs, per rule (the Cost section's source).
+
+    Read as params, not inputs: a deleted benchmark file must not retrain the grid.
+    """
+    files = {stage: all_bundle_logs(stage) for stage in ("train", "evaluate")}
+    if PROBES_ON:
+        files["grad_variance"] = [
+            PROBE_BENCHMARK.format(**wildcards) for wildcards in PROBE_WILDCARDS
+        ]
+    return files
