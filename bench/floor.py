@@ -38,13 +38,11 @@ def train_step_flops(layers, batch: int) -> int:
 def probe_flops(layers, n: int, ms: list[int], draws: int) -> int:
     """One checkpoint's probe (optbench.gradvar.probe_checkpoint with layer factors): the training-loss
     forward and the σ² forward + backward over the n samples, then per m one batched matmul per layer
-    over min(m, n − m) samples per draw with the bias as a column ((in + 1)·out), and the ||e_k||² and
-    ⟨e_k, e_k+1⟩ dot products of the draws × P error matrix."""
+    over min(m, n − m) samples per draw with the bias as a column ((in + 1)·out)."""
     params = sum((i + 1) * o for i, o in layers)
     total = forward_flops(layers, n) + train_step_flops(layers, n)
     for m in ms:
-        summed = n - m if m > n / 2 else m
-        total += 2 * draws * summed * params + 2 * draws * params + 2 * (draws - 1) * params
+        total += 2 * draws * (n - m if m > n / 2 else m) * params
     return total
 
 

@@ -211,8 +211,17 @@ def tutorial_shapes(config, repeats: int, steps: int = 12):
         results = train_bundle(bundle_data, runs, short, log=quiet)
         return sum(r.steps_done for r in results) * TUTORIAL_BATCH, sum(r.train_seconds for r in results)
 
+    layers = floor.layer_shapes(784, TUTORIAL_HIDDEN)
+    products = floor.train_products(layers, len(runs), TUTORIAL_BATCH)
+
+    def bare():  # the bundle step's matmuls alone: the most any trainer of these shapes can do per core
+        start = time.perf_counter()
+        for a, b in products:
+            torch.bmm(a, b)
+        return len(runs) * TUTORIAL_BATCH, time.perf_counter() - start
+
     rates = interleaved({"torchvision": tutorial(TorchvisionStyleImages(images, labels)),
-                         "tensors": tutorial(TensorDataset(pixels, labels)), "bundle": bundle}, repeats)
+                         "tensors": tutorial(TensorDataset(pixels, labels)), "bundle": bundle, "bare": bare}, repeats)
     return {name: work / seconds for name, (work, seconds) in rates.items()}, len(runs)
 
 
@@ -224,12 +233,13 @@ def probe_seconds(tensors, config, repeats: int) -> float:
     x, y = tensors["x_train"], tensors["y_train"]
     model = init_model(x, config["model"]["hidden"], 0)
     ms = default_batch_sizes(len(x)) if settings["batch_sizes"] == "auto" else settings["batch_sizes"]
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         probe_checkpoint(model, x, y, ms, settings["draws"], [0], settings["chunk_size"])
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(times), statistics.median(cpu)
 
 
 def command_seconds(command: list[str], repeats: int = 3, cwd=ROOT) -> float:
@@ -376,10 +386,11 @@ def main() -> None:
     print(f"\nthe tutorial's shapes: MLP 784-{'-'.join(map(str, TUTORIAL_HIDDEN))}-10, SGD, batch {TUTORIAL_BATCH}; "
           f"the tutorial's train_loop over a DataLoader of uint8 28×28 images through ToTensor per sample "
           f"(torchvision-style, in memory), over preloaded tensors, and the default SGD bundle ({tutorial_members} runs)")
-    print("| tutorial loop, torchvision-style samples/s | over preloaded tensors | bundle member-samples/s | ×torchvision-style | ×tensors |")
-    print("| ---: | ---: | ---: | ---: | ---: |")
+    print("| tutorial loop, torchvision-style samples/s | over preloaded tensors | bundle member-samples/s | ×torchvision-style | ×tensors | bare matmuls samples/s (×torchvision-style) |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     print(f"| {rate['torchvision']:,.0f} | {rate['tensors']:,.0f} | {rate['bundle']:,.0f} | "
-          f"{rate['bundle'] / rate['torchvision']:.2f} | {rate['bundle'] / rate['tensors']:.2f} |")
+          f"{rate['bundle'] / rate['torchvision']:.2f} | {rate['bundle'] / rate['tensors']:.2f} | "
+          f"{rate['bare']:,.0f} ({rate['bare'] / rate['torchvision']:.2f}) |")
     targets.append(("tutorial_shapes_bundle_vs_tutorial", rate["bundle"] / rate["torchvision"], 3.0, ">="))
 
     print(f"\nbundle forward + backward only ({members} members, trainer's chunks): batched matmuls vs torch.func")
@@ -420,9 +431,9 @@ def main() -> None:
     ratio, note = gradvar_cost_ratio()
     print(f"\nper-sample σ² cost / one plain backward over the same samples: "
           + (f"{ratio:.2f}×" if ratio is not None else note))
-    probe = probe_seconds(tensors, config, args.repeats)
+    probe, probe_cpu = probe_seconds(tensors, config, args.repeats)
     print(f"one checkpoint's probe (K = {config['grad_variance']['draws']}, default m list, {threads} thread, "
-          f"statistics excluded: they are the analysis stage's): {probe:.2f} s")
+          f"statistics excluded: they are the analysis stage's): {probe:.2f} s ({probe_cpu:.2f} s CPU)")
     targets.append(("probe_seconds_per_checkpoint", probe, 0.5, "<="))
 
     python = sys.executable
