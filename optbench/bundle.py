@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from optbench.config import Run, steps_per_epoch
-from optbench.model import make_optimizer
+from optbench.model import optimizer_param_group
 from optbench.train import RunResult, checkpoint_schedule, cpu_copy, derived_seed, init_model, training_state
 
 CACHE_BYTES = 2 ** 20  # activations per forward/backward chunk of members: about an L2 cache
@@ -81,10 +81,13 @@ class VectorisedOptimizer:
     torch.optim takes one scalar lr per group, so it is exact on a bundle only when members share it;
     the state keys (step, exp_avg, exp_avg_sq, momentum_buffer) are torch.optim's, per stacked tensor.
     The update is torch.optim's own fused kernel (its `fused=True` path: one pass over parameter,
-    gradient and state per element), called once per run of members sharing a learning rate (a
-    bundle is lr-major, so the default bundle makes 12 calls) on views of the stacked tensors. It
-    replaced ~10 elementwise ops per tensor, which profiled at ~40 % of a batch-16 step
-    (BENCHMARKS.md); its rounding differs from the op-by-op formula by an ulp or so per update.
+    gradient and state per element), one call per run of members sharing a learning rate (a bundle
+    is lr-major: 12 calls for the default bundle), each given every member's tensors separately.
+    Separately, because the kernel rounds its vectorised body and its scalar tail differently: on a
+    slice of several members, which elements fall in the tail would depend on the bundle's make-up,
+    and a resumed bundle split by its members' saved steps, or one a diverged member left, would no
+    longer be bit-identical. It replaced ~10 elementwise ops per tensor, which profiled at ~40 % of a
+    batch-16 step (BENCHMARKS.md); its rounding differs from that op-by-op formula by an ulp or so.
     """
 
     def __init__(self, name: str, params: list[torch.Tensor], lrs: list[float], options: dict):
@@ -94,34 +97,37 @@ class VectorisedOptimizer:
         self.state: dict[torch.Tensor, dict] = {p: {} for p in params}
         self.weight_decay = options.get("weight_decay", 0.01 if name == "adamw" else 0.0)
         self.lrs = [float(lr) for lr in lrs]
-        self._views: dict = {}  # member range → (the tensors they were cut from, per-group views)
+        self._views: dict = {}  # member range → (the tensors they were cut from, its runs)
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
-    def _groups(self, members: slice) -> list[tuple[float, slice]]:
-        """(lr, members) for each run of equal learning rates within `members`."""
-        groups, start = [], members.start
-        for end in range(members.start + 1, members.stop + 1):
-            if end == members.stop or self.lrs[end] != self.lrs[start]:
-                groups.append((self.lrs[start], slice(start, end)))
-                start = end
-        return groups
-
-    def _group_views(self, members: slice, keys: list[str]) -> tuple[list, list]:
-        """The groups within `members`, and per group [params, *state[key] for key in keys] as
-        member-slice views: cut once and reused while the underlying tensors stay the same (a resume
-        replaces the state tensors)."""
+    def _runs(self, members: slice, keys: list[str]) -> list[tuple]:
+        """(lr, first, last, [params, *state[key] for key in keys]) per run of equal learning rates
+        within `members`: flat lists of the members' own tensors, parameter-major, cut once and
+        reused while the underlying tensors stay the same (a resume replaces the state tensors)."""
         sources = tuple(t for p in self.params for t in (p, *(self.state[p][k] for k in keys)))
-        key = (members.start, members.stop)
-        cached, groups, views = self._views.get(key, ((), [], []))
+        cache_key = (members.start, members.stop, len(keys))
+        cached, runs = self._views.get(cache_key, ((), []))
         if len(cached) != len(sources) or any(a is not b for a, b in zip(cached, sources)):
-            groups = self._groups(members)
-            views = [[[t[part] for t in sources[i::1 + len(keys)]] for i in range(1 + len(keys))]
-                     for _, part in groups]
-            self._views[key] = (sources, groups, views)
-        return groups, views
+            per_member = [t.unbind(0) for t in sources]
+            runs, first = [], members.start
+            for end in range(members.start + 1, members.stop + 1):
+                if end == members.stop or self.lrs[end] != self.lrs[first]:
+                    lists = [[m for j in range(i, len(sources), 1 + len(keys)) for m in per_member[j][first:end]]
+                             for i in range(1 + len(keys))]
+                    runs.append((self.lrs[first], first, end, lists))
+                    first = end
+            self._views[cache_key] = (sources, runs)
+        return runs
+
+    @staticmethod
+    def _run_grads(grads: list[torch.Tensor], members: slice, runs: list[tuple]) -> list[list[torch.Tensor]]:
+        """Each run's gradients in its parameter-major order, from the range's stacked gradients."""
+        per_member = [g.unbind(0) for g in grads]
+        return [[m for g in per_member for m in g[first - members.start:end - members.start]]
+                for _, first, end, _ in runs]
 
     @torch.no_grad()
     def step(self, members: slice | None = None, grads: list[torch.Tensor] | None = None,
@@ -136,12 +142,6 @@ class VectorisedOptimizer:
         else:
             self._adam(members, grads, advance)
 
-    def _split(self, grads, members, groups):
-        """Each group's slice of every gradient: one split per tensor (a dispatch each, not one per group)."""
-        sizes = [part.stop - part.start for _, part in groups]
-        pieces = [g.split(sizes) for g in grads]
-        return [[piece[k] for piece in pieces] for k in range(len(groups))]
-
     def _sgd(self, members, grads) -> None:
         momentum = self.options.get("momentum", 0.0)
         if momentum != 0 and "momentum_buffer" not in self.state[self.params[0]]:
@@ -149,10 +149,9 @@ class VectorisedOptimizer:
             # and the first step may come range by range
             for p in self.params:
                 self.state[p]["momentum_buffer"] = torch.zeros_like(p)
-        keys = ["momentum_buffer"] if momentum != 0 else []
-        groups, views = self._group_views(members, keys)
-        for (lr, _), (params, *buffers), group_grads in zip(groups, views, self._split(grads, members, groups)):
-            torch._fused_sgd_(params, group_grads, buffers[0] if buffers else [], weight_decay=self.weight_decay,
+        runs = self._runs(members, ["momentum_buffer"] if momentum != 0 else [])
+        for (lr, _, _, (params, *buffers)), run_grads in zip(runs, self._run_grads(grads, members, runs)):
+            torch._fused_sgd_(params, run_grads, buffers[0] if buffers else [], weight_decay=self.weight_decay,
                               momentum=momentum, lr=lr, dampening=0.0, nesterov=False, maximize=False,
                               is_first_step=False)
 
@@ -166,23 +165,20 @@ class VectorisedOptimizer:
         if advance:
             torch._foreach_add_(steps, 1)
         kernel = torch._fused_adamw_ if self.name == "adamw" else torch._fused_adam_
-        groups, views = self._group_views(members, ["exp_avg", "exp_avg_sq"])
-        for (lr, _), (params, exp_avgs, exp_avg_sqs), group_grads in zip(groups, views,
-                                                                         self._split(grads, members, groups)):
-            kernel(params, group_grads, exp_avgs, exp_avg_sqs, [], steps, lr=lr, beta1=beta1, beta2=beta2,
-                   weight_decay=self.weight_decay, eps=self.options.get("eps", 1e-8), amsgrad=False, maximize=False)
+        runs = self._runs(members, ["exp_avg", "exp_avg_sq"])
+        for (lr, first, end, (params, exp_avgs, exp_avg_sqs)), run_grads in zip(runs, self._run_grads(grads, members, runs)):
+            kernel(params, run_grads, exp_avgs, exp_avg_sqs, [], [t for t in steps for _ in range(end - first)],
+                   lr=lr, beta1=beta1, beta2=beta2, weight_decay=self.weight_decay,
+                   eps=self.options.get("eps", 1e-8), amsgrad=False, maximize=False)
 
 
 def member_optimizer_state(name: str, optimizer, params: list[torch.Tensor], member: int,
                            lr: float, options: dict) -> dict:
-    """The member's slice as the state_dict of a solo torch.optim run (so resume files mix freely)."""
-    solo_params = [nn.Parameter(p.detach()[member].clone()) for p in params]
-    solo = make_optimizer(name, solo_params, lr, options)
-    for p, q in zip(params, solo_params):
-        state = optimizer.state.get(p, {})
-        solo.state[q] = {k: (v.detach().clone() if k == "step" else v.detach()[member].clone())
-                         for k, v in state.items()}
-    return solo.state_dict()
+    """The member's slice as the state_dict of a solo torch.optim run (so resume files mix freely),
+    built without a torch.optim optimizer (see optbench.model.optimizer_param_group)."""
+    state = {index: {k: (v.detach().clone() if k == "step" else v.detach()[member].clone())
+                     for k, v in optimizer.state.get(p, {}).items()} for index, p in enumerate(params)}
+    return {"state": state, "param_groups": [optimizer_param_group(name, lr, options, len(params))]}
 
 
 def load_member_optimizer_state(optimizer, params: list[torch.Tensor], member: int, state_dict: dict) -> None:

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from optbench.bundle import (VectorisedOptimizer, epoch_batches, member_chunk, member_losses, stacked_parameters,
-                             train_bundle)
+from optbench.bundle import (VectorisedOptimizer, epoch_batches, member_chunk, member_losses, member_optimizer_state,
+                             stacked_parameters, train_bundle)
 from optbench.config import Run, partition
 from optbench.io import atomic_torch_save, load_tensors
 from optbench.model import make_optimizer
@@ -99,9 +99,9 @@ def test_vectorised_update_equals_torch_optim_per_member(optimizer):
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
 def test_a_step_taken_member_range_by_range_equals_one_whole_step(optimizer):
     """What the bundle does chunk by chunk (each range's own gradients, the step counted once) is
-    the whole-bundle update; members 1-4 share a learning rate, so a range cuts a group. Within an
-    ulp, not bit for bit: torch's fused kernels round their vectorised body and scalar tail
-    differently, and where the tail falls depends on a view's length."""
+    the whole-bundle update, bit for bit, though members 1-4 share a learning rate and a range cuts
+    them: each member's tensors go to the fused kernel on their own (its vectorised body and scalar
+    tail round differently, so a slice of several members would round by its length)."""
     torch.manual_seed(0)
     lrs = [0.3, 0.01, 0.01, 0.01, 0.01, 0.07]
     shapes = [(6, 5, 4), (6, 5)]
@@ -114,7 +114,34 @@ def test_a_step_taken_member_range_by_range_equals_one_whole_step(optimizer):
         for part in (slice(0, 2), slice(2, 6)):
             by_range.step(part, [g[part].clone() for g in grads], advance=part.start == 0)
     for p, q in zip(whole, ranged):
-        torch.testing.assert_close(q, p, rtol=1e-6, atol=1e-7)
+        assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_a_members_optimizer_state_is_torch_optims_state_dict_of_its_solo_run(optimizer):
+    """Built by hand (no torch.optim in a bundle job), yet equal to what a solo torch.optim holding the
+    member's slice of the state returns, param_groups included; a solo optimizer loads it and steps on."""
+    torch.manual_seed(0)
+    stacked = [torch.randn(3, 5, 4), torch.randn(3, 5)]
+    ours = VectorisedOptimizer(optimizer, stacked, LRS[optimizer], OPTIONS[optimizer])
+    ours.step(grads=[torch.randn_like(p) for p in stacked])
+    built = member_optimizer_state(optimizer, ours, stacked, 1, LRS[optimizer][1], OPTIONS[optimizer])
+    solo_params = [nn.Parameter(p[1].clone()) for p in stacked]
+    solo = make_optimizer(optimizer, solo_params, LRS[optimizer][1], OPTIONS[optimizer])
+    for p, q in zip(stacked, solo_params):
+        solo.state[q] = {k: (v.clone() if k == "step" else v[1].clone()) for k, v in ours.state[p].items()}
+    expected = solo.state_dict()
+    assert built["param_groups"] == expected["param_groups"]
+    assert built["state"].keys() == expected["state"].keys()
+    for index, state in expected["state"].items():
+        assert state.keys() == built["state"][index].keys()
+        assert all(torch.equal(state[k], built["state"][index][k]) for k in state)
+    fresh = make_optimizer(optimizer, [nn.Parameter(p[1].clone()) for p in stacked], LRS[optimizer][1],
+                           OPTIONS[optimizer])
+    fresh.load_state_dict(built)
+    for q in fresh.param_groups[0]["params"]:
+        q.grad = torch.ones_like(q)
+    fresh.step()
 
 
 def test_a_diverged_member_changes_no_other_member(mnist1d_tensors, config):
