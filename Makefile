@@ -4,7 +4,7 @@ PYTHON ?= python3
 CORES ?= all
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run test bench lint clean
+.PHONY: setup run test bench lint clean replicate
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: setup
 # Overhead ratios measured side by side, then the default grid end to end on 2 cores (minutes).
 bench: setup
 	python bench/run.py --cores 2 $(BENCH_ARGS)
+
+# Several workloads, one folder each, then results/compare.html (configs/replication.yaml says which).
+replicate: setup
+	python -m optbench.replicate configs/replication.yaml --cores $(CORES)
 
 lint: setup
 	snakemake --lint

@@ -810,6 +810,45 @@ def lr_picks(scores: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------
+# Which hyperparameter matters (the sweep view)
+
+FACTORS = ["optimizer", "batch_size", "lr", "seed"]
+
+
+def hyperparameter_importance(scores: pd.DataFrame) -> pd.DataFrame:
+    """hyperparameter_importance.csv: the share of the variance of the selection metric (log, over the runs
+    that did not diverge) that each hyperparameter explains on its own — Var(E[log score | h]) / Var(log
+    score), the main effects of a functional ANOVA on the grid — within each optimizer (batch size, lr,
+    seed) and over all runs, where the learning rates differ per optimizer and so count within it:
+    lr's share there is Var(E[· | optimizer, lr]) − Var(E[· | optimizer]). `rest` = 1 − Σ shares:
+    interactions (the lr optimum moving with the batch size, say) and noise. Diverged runs are counted
+    and left out: their metric is infinite."""
+    rows = []
+    ok = scores[(scores["status"] == "ok") & np.isfinite(scores["score"]) & (scores["score"] > 0)]
+    scopes = [("all", ok)] + [(optimizer, frame) for optimizer, frame in ok.groupby("optimizer", sort=False)]
+    for scope, frame in scopes:
+        values = pd.Series(np.log(frame["score"].to_numpy(float)), index=frame.index)
+        total = float(values.var(ddof=0)) if len(values) > 1 else math.nan
+
+        def explained(*keys):
+            means = values.groupby([frame[k] for k in keys]).transform("mean")
+            return float(((means - values.mean()) ** 2).mean() / total) if total > 0 else math.nan
+
+        shares = {"batch_size": explained("batch_size"), "seed": explained("seed")}
+        if scope == "all":
+            shares["optimizer"] = explained("optimizer")
+            shares["lr"] = explained("optimizer", "lr") - shares["optimizer"]
+        else:
+            shares["lr"] = explained("lr")
+        runs = int((scores["optimizer"] == scope).sum()) if scope != "all" else len(scores)
+        for factor in [f for f in FACTORS if f in shares] + ["rest"]:
+            share = shares[factor] if factor != "rest" else (1 - sum(shares.values()) if total > 0 else math.nan)
+            rows.append({"scope": scope, "factor": factor, "share": share, "runs": len(frame),
+                         "diverged_runs": runs - len(frame)})
+    return pd.DataFrame(rows, columns=["scope", "factor", "share", "runs", "diverged_runs"])
+
+
+# ---------------------------------------------------------------------------------------------
 # Cost
 
 def cost_by_rule(benchmarks: pd.DataFrame, status: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -870,6 +909,10 @@ def analyze(tables: dict[str, pd.DataFrame], settings: dict, metric: str,
     widths = seed_widths(scores, settings["tolerance"])
     per_seed = seed_steps(scores)
     trajectory = trajectories(runs, best, settings["trajectory_k"], settings["trajectory_points"])
+    # One target for every optimizer (the highest of their own, so all reach it): what compares knees across them.
+    common = {o: max(targets.values()) for o in targets} if targets else {}
+    per_seed_common = seed_steps(add_steps_to_target(scores.drop(columns=["target_loss", "steps_to_target",
+                                                                          "epochs_to_target"]), runs, common))
     stops = early_stopping(runs, best, settings["overfit_rise"])
     order = optimizers or list(dict.fromkeys(scores["optimizer"]))
     out = {
@@ -885,6 +928,7 @@ def analyze(tables: dict[str, pd.DataFrame], settings: dict, metric: str,
         "lr_sensitivity": lr_sensitivity(scores, cells, widths, settings["tolerance"], confidence,
                                          tables.get("status")),
         "lr_picks": lr_picks(scores, cells),
+        "hyperparameter_importance": hyperparameter_importance(scores),
         "scaling": scaling(best, confidence),
         "trajectories": trajectory,
         "trajectory_summary": trajectory_summary(trajectory),
@@ -892,6 +936,8 @@ def analyze(tables: dict[str, pd.DataFrame], settings: dict, metric: str,
         "steps_to_target": steps_to_target(per_seed, targets, confidence),
         "batch_scaling": batch_scaling(per_seed, b_simple_near_target(tables.get("gradvar_slopes"), runs, targets),
                                        targets, confidence),
+        "batch_scaling_common": batch_scaling(per_seed_common, b_simple_near_target(tables.get("gradvar_slopes"),
+                                                                                    runs, common), common, confidence),
         "early_stopping": stops,
         "stopping_cells": stopping_cells(stops, confidence),
         "stopping_overall": stopping_overall(stops, confidence),

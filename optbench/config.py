@@ -21,7 +21,7 @@ class ConfigError(ValueError):
 
 RUN_KEYS = ["optimizer", "batch_size", "lr", "seed"]  # a run's identity: the key columns of every per-run table
 CELL_KEYS = ["optimizer", "batch_size"]                # a grid cell: the runs of all its learning rates and seeds
-OPTIMIZER_LABELS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
+OPTIMIZER_LABELS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "sgd_momentum": "momentum SGD"}
 
 
 def optimizer_label(name) -> str:

@@ -4,6 +4,7 @@ Figures compute nothing: every median, band, best learning rate and fit they sho
 table of the analysis stage (optbench.analysis); here they are only placed on axes."""
 from __future__ import annotations
 
+import html
 import io
 import re
 
@@ -25,7 +26,7 @@ STYLE = {
     "font.size": 9,
     "axes.titlesize": 10,
     "axes.labelsize": 9,
-    "legend.fontsize": 8,
+    "legend.fontsize": 8,   # 8 pt: ≥ 10.5 CSS px at a figure's natural width (what the page shows at 1280 px)
     "xtick.labelsize": 8,
     "ytick.labelsize": 8,
     "axes.spines.top": False,
@@ -62,6 +63,14 @@ def short(value: float) -> str:
     return f"{value:.0f}" if 100 <= abs(value) < 1e6 else f"{value:.3g}"
 
 
+def ramp(name: str):
+    """A sequential colour map cut at RAMP, so that its lightest colours, invisible on white, are never used
+    (lines and colour bars alike)."""
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap(plt.get_cmap(name)(np.linspace(0.0, RAMP, 256)), name=f"{name}_ramp")
+
+
 def batch_colors(batch_sizes) -> dict:
     """An ordered palette for an ordered variable: small batches dark, large ones light."""
     batch_sizes = sorted(batch_sizes)
@@ -69,8 +78,43 @@ def batch_colors(batch_sizes) -> dict:
     return {b: cmap(x) for b, x in zip(batch_sizes, np.linspace(0.0, RAMP, max(len(batch_sizes), 1)))}
 
 
+HOVER = "hover"  # gid prefix of the artists whose points carry hover texts
+
+
+def hover(artist, labels) -> None:
+    """Give `artist` hover texts: one per drawn point of a marker line (a list, in data order, finite
+    points only: matplotlib skips NaN), or one for the whole artist (a string). to_svg writes each as an
+    SVG <title>, which a browser shows on hover — exact values behind a point, with no script."""
+    texts = artist.figure.__dict__.setdefault("_hover_texts", [])
+    artist.set_gid(f"{HOVER}{len(texts)}")
+    texts.append(labels)
+
+
+def _add_titles(svg: str, texts: list) -> str:
+    """Write the hover texts of hover() into the SVG: a <title> per <use> marker of the artist's group, or one
+    <title> opening the group. Matplotlib draws a marker line as <g id=gid> holding one <use> per point."""
+    for index, labels in enumerate(texts):
+        start = svg.find(f'<g id="{HOVER}{index}">')
+        if start < 0:
+            continue
+        head = svg.index(">", start) + 1
+        if isinstance(labels, str):
+            svg = svg[:head] + f"<title>{html.escape(labels)}</title>" + svg[head:]
+            continue
+        position = head
+        for label in labels:
+            use = svg.find("<use ", position)
+            if use < 0:
+                break
+            end = svg.index("/>", use)
+            element = svg[use:end] + f"><title>{html.escape(label)}</title></use>"
+            svg = svg[:use] + element + svg[end + 2:]
+            position = use + len(element)
+    return svg
+
+
 def to_svg(fig, name: str) -> str:
-    """The figure as an SVG document whose element ids are prefixed by `name`.
+    """The figure as an SVG document whose element ids are prefixed by `name`, with its hover texts.
 
     Matplotlib numbers its groups figure_1, axes_1, … in every file: prefixing keeps ids unique when
     several SVGs are inlined in one HTML page.
@@ -78,8 +122,9 @@ def to_svg(fig, name: str) -> str:
     buffer = io.StringIO()
     with plt.rc_context({"svg.hashsalt": name}):
         fig.savefig(buffer, format="svg", metadata={"Date": None})
+    texts = fig.__dict__.get("_hover_texts", [])
     plt.close(fig)
-    svg = buffer.getvalue()
+    svg = _add_titles(buffer.getvalue(), texts)
     svg = re.sub(r'(\sid=")', rf"\1{name}-", svg)
     svg = re.sub(r'(href="#)', rf"\1{name}-", svg)
     return re.sub(r"(url\(#)", rf"\1{name}-", svg)
@@ -197,7 +242,7 @@ def lr_grid(bands: pd.DataFrame, split: str = "val", order=()) -> str:
     finite = bands["median"].dropna()
     low = finite.min() * 0.9 if len(finite) else 0.1
     high = initial * 1.5 if np.isfinite(initial) else None
-    cmap = plt.get_cmap("plasma")
+    cmap = ramp("plasma")
     with plt.rc_context(STYLE):
         fig, axes = panel_grid(len(optimizers), len(batch_sizes), height=2.3, sharey=True, sharex=True,
                                width=min(2.0 * len(batch_sizes) + 1.2, FULL_WIDTH + 0.5))
@@ -208,7 +253,7 @@ def lr_grid(bands: pd.DataFrame, split: str = "val", order=()) -> str:
                 ax = axes[row, col]
                 for lr, band in cell_rows(bands, optimizer, batch_size).groupby("lr"):
                     band = thin(band.sort_values("step"), MAX_POINTS)
-                    color = cmap(RAMP * norm(lr))
+                    color = cmap(norm(lr))
                     ax.plot(band["epoch"], band["median"], color=color, linewidth=1.0)
                     if band["median"].isna().any() and band["median"].notna().any():
                         last = band[band["median"].notna()].iloc[-1]
@@ -256,7 +301,9 @@ def lr_sensitivity(scores: pd.DataFrame, summary: pd.DataFrame, cells: pd.DataFr
                 median = cell_rows(summary, optimizer, batch_size).dropna(subset=["score_median"])
                 ax.plot(median["lr"] * dodge[batch_size], median["score_median"], color=color,
                         label=f"B = {batch_size}")
-                ax.plot(ok["lr"] * dodge[batch_size], ok["score"], "o", color=color, markersize=3, alpha=0.8)
+                dots, = ax.plot(ok["lr"] * dodge[batch_size], ok["score"], "o", color=color, markersize=3, alpha=0.8)
+                hover(dots, [f"{optimizer_label(optimizer)} B={batch_size} lr {r.lr:g} seed {r.seed}: "
+                             f"{metric} {r.score:.4g} nats" for r in ok.itertuples()])
                 if len(gone):
                     ax.plot(gone["lr"] * dodge[batch_size], np.full(len(gone), 0.97), "x", color=color,
                             markersize=6, mew=1.5, transform=ax.get_xaxis_transform(), clip_on=False)
@@ -301,8 +348,9 @@ def cost(status: pd.DataFrame, cells: pd.DataFrame, order=()) -> str:
             mine, summary = cell_rows(frame, optimizer), cell_rows(cells, optimizer)
             line, = axes[0, 0].plot(summary["batch_size"], summary["run_seconds_median"], "-",
                                     label=optimizer_label(optimizer))
-            axes[0, 0].plot(mine["batch_size"], mine["train_seconds"], "o", color=line.get_color(), markersize=2.5,
-                            alpha=0.5)
+            dots, = axes[0, 0].plot(mine["batch_size"], mine["train_seconds"], "o", color=line.get_color(),
+                                    markersize=2.5, alpha=0.5)
+            hover(dots, [f"{run_label(r._asdict())}: {r.train_seconds:.3g} s" for r in mine.itertuples()])
             axes[0, 1].plot(summary["batch_size"], summary["loop_seconds"], "o-", color=line.get_color(),
                             label=optimizer_label(optimizer))
         for ax, label in zip(axes[0], ("training-loop time per run (s, its share of a bundle)",
@@ -372,7 +420,9 @@ def early_stopping(scores: pd.DataFrame, summary: pd.DataFrame, order=()) -> str
                 lines = cell_rows(summary, optimizer, batch_size)
                 for ax, column in zip(axes[row], ("val_min_epoch", "val_gap")):
                     ax.plot(lines["lr"], lines[f"{column}_median"], color=colors[batch_size], label=f"B = {batch_size}")
-                    ax.plot(cell["lr"], cell[column], "o", color=colors[batch_size], markersize=2.5, alpha=0.7)
+                    dots, = ax.plot(cell["lr"], cell[column], "o", color=colors[batch_size], markersize=2.5, alpha=0.7)
+                    hover(dots, [f"B={batch_size} lr {r.lr:g} seed {r.seed}: {getattr(r, column):.3g}"
+                                 for r in cell.itertuples()])
             for ax in axes[row]:
                 plain_log(ax, "x")
                 ax.set_xlabel(f"{optimizer_label(optimizer)} learning rate")
@@ -406,10 +456,14 @@ def scaling(best: pd.DataFrame, cells: pd.DataFrame, fits: pd.DataFrame, order=(
                 face = color if filled else "none"
                 seeds = mine[np.isfinite(mine[f"lr_star{suffix}"])]
                 ok, cut = seeds[~seeds[f"censored{suffix}"]], seeds[seeds[f"censored{suffix}"]]
-                ax.plot(ok["batch_size"], ok[f"lr_star{suffix}"], "o", markersize=4, color=color, markerfacecolor=face,
-                        alpha=0.8)
-                ax.plot(cut["batch_size"], cut[f"lr_star{suffix}"], "^", markersize=5, color="tab:red",
-                        markerfacecolor=face)
+                dots, = ax.plot(ok["batch_size"], ok[f"lr_star{suffix}"], "o", markersize=4, color=color,
+                                markerfacecolor=face, alpha=0.8)
+                hover(dots, [f"B={r.batch_size} seed {r.seed}: lr* ({label}) {getattr(r, 'lr_star' + suffix):.4g}"
+                             for r in ok.itertuples()])
+                marks, = ax.plot(cut["batch_size"], cut[f"lr_star{suffix}"], "^", markersize=5, color="tab:red",
+                                 markerfacecolor=face)
+                hover(marks, [f"B={r.batch_size} seed {r.seed}: lr* ({label}) {getattr(r, 'lr_star' + suffix):.4g}, "
+                              "censored by the grid" for r in cut.itertuples()])
                 geo = means.dropna(subset=[f"lr_star_gmean{suffix}"])
                 ax.plot(geo["batch_size"], geo[f"lr_star_gmean{suffix}"], "-", color=color,
                         label=f"lr* on the {label} (geometric mean)")
@@ -453,8 +507,10 @@ def steps_to_target(steps: pd.DataFrame, scaling_table: pd.DataFrame, confidence
             mine = cell_rows(steps, optimizer).sort_values("batch_size")
             reached = mine[np.isfinite(mine["steps"])]
             error = np.vstack([reached["steps"] - reached["steps_low"], reached["steps_high"] - reached["steps"]])
-            ax.errorbar(reached["batch_size"], reached["steps"], yerr=np.where(np.isfinite(error), error, 0),
-                        fmt="o-", color="tab:blue", markersize=4, capsize=2, label=f"steps to target, {level}")
+            bars = ax.errorbar(reached["batch_size"], reached["steps"], yerr=np.where(np.isfinite(error), error, 0),
+                               fmt="o-", color="tab:blue", markersize=4, capsize=2, label=f"steps to target, {level}")
+            hover(bars.lines[0], [f"B={r.batch_size}: {r.steps:.4g} steps [{r.steps_low:.4g}, {r.steps_high:.4g}] "
+                                  f"at lr {r.lr:g}" for r in reached.itertuples()])
             ax.plot(mine["batch_size"], mine["perfect_scaling_steps"], ":", color="black",
                     label="perfect scaling (steps ∝ 1/B)")
             missed = mine[~np.isfinite(mine["steps"])]
@@ -529,8 +585,10 @@ def gradvar(moments: pd.DataFrame, slopes: pd.DataFrame, per_run: int = 4) -> st
                 mean = rows["empirical_mean"].to_numpy(float)
                 error = np.vstack([mean - rows["ci_low"], rows["ci_high"] - mean])
                 n = float(rows["n"].iloc[0])
-                top.errorbar(m, mean, yerr=np.where(np.isfinite(error), error, 0), fmt="o", markersize=3,
-                             color="black", elinewidth=1, capsize=2, label=f"measured, {level}")
+                bars = top.errorbar(m, mean, yerr=np.where(np.isfinite(error), error, 0), fmt="o", markersize=3,
+                                    color="black", elinewidth=1, capsize=2, label=f"measured, {level}")
+                hover(bars.lines[0], [f"m = {r.m}: {r.empirical_mean:.4g} [{r.ci_low:.4g}, {r.ci_high:.4g}]; σ²/m "
+                                      f"{r.pred_iid:.4g}, exact {r.pred_fpc:.4g}" for r in rows.itertuples()])
                 top.plot(m, rows["pred_iid"], "--", color="tab:blue", label="σ²/m (tutorial)")
                 top.plot(m, rows["pred_fpc"], "-", color="tab:red", linewidth=1, label="σ²/m·(n−m)/(n−1)")
                 ratio = rows["ratio_iid"].to_numpy(float)
@@ -573,6 +631,7 @@ def noise_scale(slopes: pd.DataFrame) -> str:
         for _, run_rows in slopes.sort_values([*RUN_KEYS, "step"]).groupby(RUN_KEYS, sort=False):
             label = run_label(run_rows.iloc[0])
             line, = left.plot(run_rows["epoch"], run_rows["b_simple"], "o-", markersize=3, label=label)
+            hover(line, [f"{label}, epoch {r.epoch:.3g}: B_simple {r.b_simple:.4g}" for r in run_rows.itertuples()])
             left.axhline(run_rows["batch_size"].iloc[0], color=line.get_color(), linestyle=":", linewidth=0.8)
             right.plot(run_rows["epoch"], run_rows["sigma2"], "o-", markersize=3, color=line.get_color())
             right.plot(run_rows["epoch"], run_rows["grad_norm2"], "s--", markersize=3, color=line.get_color())
@@ -591,6 +650,144 @@ def noise_scale(slopes: pd.DataFrame) -> str:
         return to_svg(fig, name)
 
 
+def critical_batch(estimates: pd.DataFrame, order=()) -> str:
+    """The critical batch size four ways, per optimizer (critical_batch.csv): B_simple and the Hessian B_noise
+    near the target, B_noise fitted to lr*(B) and the steps knee B_crit, each with its CI, on one log axis."""
+    name = "critical_batch"
+    shown = estimates[np.isfinite(estimates["value"]) & (estimates["value"] > 0) & (estimates["value"] < np.inf)]
+    if shown.empty:
+        return empty_figure(name, "no critical-batch estimate is defined")
+    optimizers = ordered(shown["optimizer"], order)
+    kinds = ["simple", "hessian", "lr_mccandlish", "lr_surge", "knee"]
+    markers = {"simple": "o", "hessian": "D", "lr_mccandlish": "s", "lr_surge": "v", "knee": "^"}
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(FULL_WIDTH * 0.75, 0.9 + 0.55 * len(optimizers) * len(kinds) / 2))
+        labels = {}
+        for i, optimizer in enumerate(optimizers):
+            mine = cell_rows(shown, optimizer)
+            for j, kind in enumerate(kinds):
+                row = mine[mine["kind"] == kind]
+                if row.empty:
+                    continue
+                row = row.iloc[0]
+                y = i + (j - 2) * 0.14
+                error = None
+                if np.isfinite(row["low"]) and np.isfinite(row["high"]):
+                    error = [[row["value"] - row["low"]], [row["high"] - row["value"]]]
+                bars = ax.errorbar([row["value"]], [y], xerr=error, fmt=markers[kind], color=plt.get_cmap("tab10")(j),
+                                   capsize=3, markersize=6, label=row["estimate"] if kind not in labels else None)
+                labels[kind] = True
+                interval = f" [{row['low']:.3g}, {row['high']:.3g}]" if error else ""
+                hover(bars.lines[0], [f"{optimizer_label(optimizer)}: {row['estimate']} {row['value']:.3g}{interval}"])
+        ax.set_yticks(range(len(optimizers)), [optimizer_label(o) for o in optimizers])
+        ax.set_ylim(-0.6, len(optimizers) - 0.4)
+        ax.invert_yaxis()
+        plain_log(ax, "x")
+        ax.set_xlabel("batch size (samples)")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        return to_svg(fig, name)
+
+
+def lr_forms(best: pd.DataFrame, curves: pd.DataFrame, order=()) -> str:
+    """lr* on the training objective against batch size (per seed, best_lr.csv) with the laws fitted to it
+    (lr_form_curves.csv): McCandlish's ε_max/(1 + B_noise/B) for SGD, Li et al.'s surge for Adam."""
+    name = "lr_forms"
+    optimizers = ordered(best["optimizer"], order)
+    with plt.rc_context(STYLE):
+        fig, axes = panel_grid(1, len(optimizers), height=3.2)
+        for col, optimizer in enumerate(optimizers):
+            ax = axes[0, col]
+            mine = cell_rows(best, optimizer)
+            mine = mine[np.isfinite(mine["lr_star_train"])]
+            dots, = ax.plot(mine["batch_size"], mine["lr_star_train"], "o", color="tab:blue", markersize=4,
+                            label="lr* per seed (training objective)")
+            hover(dots, [f"B={r.batch_size} seed {r.seed}: lr* {r.lr_star_train:.4g}" for r in mine.itertuples()])
+            for form, frame in cell_rows(curves, optimizer).groupby("form"):
+                label = {"mccandlish": "ε_max/(1 + B_noise/B)", "surge": "surge: ε_max/(½(√(B_n/B)+√(B/B_n)))"}[form]
+                ax.plot(frame["batch_size"], frame["lr"], "-", color="tab:green", label=label)
+            ax.set_title(optimizer_label(optimizer))
+            batch_size_axis(ax)
+            if col == 0:
+                ax.set_ylabel("best learning rate lr*")
+            ax.legend(loc="upper left", fontsize=8)
+        return to_svg(fig, name)
+
+
+def sweep(scores: pd.DataFrame, importance: pd.DataFrame, metric: str, order=()) -> str:
+    """The grid as a sweep tool shows it. Left: parallel coordinates, one line per run through optimizer,
+    batch size, learning rate and seed to its selection metric (log axes where the grid is geometric),
+    coloured by the metric; diverged runs dashed grey, ending at the top. Right: the share of the
+    metric's variance each hyperparameter explains on its own (hyperparameter_importance.csv)."""
+    name = "sweep"
+    if scores.empty:
+        return empty_figure(name, "no runs")
+    optimizers = ordered(scores["optimizer"], order)
+    ok = scores[(scores["status"] == "ok") & np.isfinite(scores["score"])]
+
+    def position(values, log=True):
+        values = np.log(values.astype(float)) if log else values.astype(float)
+        low, high = float(values.min()), float(values.max())
+        return (values - low) / (high - low) if high > low else values * 0 + 0.5
+
+    axes_of = {"optimizer": scores["optimizer"].map({o: i / max(len(optimizers) - 1, 1) for i, o in
+                                                     enumerate(optimizers)}),
+               "batch size": position(scores["batch_size"]), "learning rate": position(scores["lr"]),
+               "seed": position(scores["seed"], log=False),
+               f"{metric} (nats)": position(scores["score"].where(np.isfinite(scores["score"]), np.nan)).fillna(1.0)}
+    names = list(axes_of)
+    cmap, norm = ramp("viridis"), LogNorm(ok["score"].min(), ok["score"].max()) if len(ok) else None
+    with plt.rc_context(STYLE):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(FULL_WIDTH, 3.8), width_ratios=[2.6, 1])
+        for index, run in scores.reset_index(drop=True).iterrows():
+            ys = [axes_of[axis].iloc[index] for axis in names]
+            diverged = not (run["status"] == "ok" and np.isfinite(run["score"]))
+            line, = left.plot(range(len(names)), ys, color="0.6" if diverged else cmap(norm(run["score"])),
+                              linewidth=0.6, alpha=0.5 if diverged else 0.8, linestyle="--" if diverged else "-")
+            hover(line, f"{run_label(run)}: {metric} " + ("diverged" if diverged else f"{run['score']:.4g} nats"))
+        for i, axis in enumerate(names):
+            left.axvline(i, color="black", linewidth=0.8)
+            column = {"optimizer": "optimizer", "batch size": "batch_size", "learning rate": "lr", "seed": "seed"}
+            if axis in column:
+                for value in sorted(scores[column[axis]].unique(), key=lambda v: (str(type(v)), v)):
+                    y = axes_of[axis][scores[column[axis]] == value].iloc[0]
+                    shown = optimizer_label(value) if axis == "optimizer" else f"{value:g}"
+                    if axis != "learning rate" or value in (scores["lr"].min(), scores["lr"].max()):
+                        left.text(i - 0.04, y, shown, ha="right", va="center", fontsize=8)
+            elif len(ok):  # the metric's axis: its ends
+                for value, y in ((ok["score"].min(), 0.0), (ok["score"].max(), 1.0)):
+                    left.text(i + 0.04, y, f"{value:.3g}", ha="left", va="center", fontsize=8)
+        left.set_xticks(range(len(names)), names)
+        left.set_yticks([])
+        left.spines[["left", "bottom"]].set_visible(False)
+        left.grid(False)
+        left.set_xlim(-0.5, len(names) - 0.6)
+        if norm is not None:
+            bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=left, pad=0.01, fraction=0.03)
+            bar.set_label(f"{metric} (nats; dashed grey: diverged)")
+            bar.ax.yaxis.set_major_formatter(PlainLogFormatter())
+            bar.ax.yaxis.set_minor_formatter(PlainLogFormatter())
+        scopes = ["all", *[o for o in optimizers if o in set(importance["scope"])]]
+        labels = {"optimizer": "optimizer", "batch_size": "batch size", "lr": "learning rate", "seed": "seed",
+                  "rest": "interactions + noise"}
+        factors = ["optimizer", "batch_size", "lr", "seed", "rest"]  # "lr" of all runs: within each optimizer
+        for j, scope in enumerate(scopes):
+            mine = importance[importance["scope"] == scope].set_index("factor")["share"]
+            start = 0.0
+            for k, factor in enumerate(factors):
+                share = float(mine.get(factor, 0.0)) if np.isfinite(mine.get(factor, np.nan)) else 0.0
+                bars = right.barh(j, share, left=start, color=plt.get_cmap("tab10")(k),
+                                  label=labels[factor] if j == 0 else None)
+                hover(bars.patches[0], f"{scope}: {labels[factor]} {100 * share:.0f} %")
+                start += share
+        right.set_yticks(range(len(scopes)), ["all runs" if s == "all" else optimizer_label(s) for s in scopes])
+        right.invert_yaxis()
+        right.set_xlim(0, 1)
+        right.set_xlabel("share of the variance of log metric")
+        right.legend(loc="upper left", bbox_to_anchor=(0.0, -0.22), ncols=2)
+        right.set_title("what moves the metric", fontsize=9)
+        return to_svg(fig, name)
+
+
 def make(name: str, tables: dict[str, pd.DataFrame], config: dict) -> str:
     """Figure `name` drawn from the workflow's tables (keyed by table name; the registry the figure rules call)."""
     order = config["grid"]["optimizers"]
@@ -598,6 +795,9 @@ def make(name: str, tables: dict[str, pd.DataFrame], config: dict) -> str:
     draw = {
         "curves": lambda: curves(t["curve_bands"], t["best_lr_cells"], order),
         "lr_grid": lambda: lr_grid(t["curve_bands"], order=order),
+        "critical_batch": lambda: critical_batch(t["critical_batch"], order),
+        "lr_forms": lambda: lr_forms(t["best_lr"], t["lr_form_curves"], order),
+        "sweep": lambda: sweep(t["lr_scores"], t["hyperparameter_importance"], config["selection"]["metric"], order),
         "lr_sensitivity": lambda: lr_sensitivity(t["lr_scores"], t["lr_summary"], t["best_lr_cells"],
                                                  config["selection"]["metric"], t["best_lr"], order),
         "trajectories": lambda: trajectories(t["minibatch"], t["lr_picks"], order),

@@ -1,6 +1,7 @@
 """The one number formatter of the report and of the verdict texts: significant digits, intervals, percents."""
 from __future__ import annotations
 
+import base64
 import math
 from dataclasses import dataclass, field
 
@@ -78,6 +79,13 @@ class Table:
     note: str = ""
     title: str = ""
     name: str = ""     # the CSV behind it (results/tables/<name>.csv), for the page's download link
+    csv: str = ""      # that file as a data: URI, so the self-contained page can hand it out
+    row_ids: list[str] = field(default_factory=list)  # an id per row (claims: claim-C1, ...), for links
+
+
+def csv_uri(text: str) -> str:
+    """A CSV file's text as a data: URI (base64), the href of a download link in a self-contained page."""
+    return "data:text/csv;charset=utf-8;base64," + base64.b64encode(text.encode()).decode()
 
 
 def sort_key(value) -> str:

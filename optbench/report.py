@@ -8,8 +8,8 @@ import pandas as pd
 import yaml
 
 from optbench.config import optimizer_label
-from optbench.format import Cell, Table, ci_cell, ci_label, fmt, fmt_ci, frame_table, num, percent, sort_key, text, \
-    yes_no
+from optbench.format import Cell, Table, ci_cell, ci_label, csv_uri, fmt, fmt_ci, frame_table, num, percent, sort_key, \
+    text, yes_no
 from optbench.verdicts import ANCHORS as CLAIM_ANCHORS
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "workflow" / "report"
@@ -22,12 +22,6 @@ METRIC_LABELS = {
     "min_train_loss": "minimum training loss over checkpoints",
     "final_train_loss": "final training loss",
 }
-# The tables the report reads (results/tables/<name>.csv), by the section that shows them.
-REPORT_TABLES = ["run_status", "claims", "best_lr_cells", "lr_sensitivity", "scaling", "trajectory_summary",
-                 "steps_to_target", "batch_scaling", "stopping_cells", "cost"]
-NOISE_TABLES = ["gradvar", "gradvar_slopes", "noise_pooled"]
-
-
 def label(optimizer) -> Cell:
     return text(optimizer_label(optimizer))
 
@@ -38,7 +32,7 @@ def label(optimizer) -> Cell:
 def claims_table(claims: pd.DataFrame) -> Table:
     """claims.csv → id, claim, verdict badge with its reason, domain of validity, evidence, rule, figure link."""
     table = Table(columns=["id", "claim", "verdict", "domain of validity", "evidence", "rule (declared in advance)",
-                           "figure"], name="claims")
+                           "figure"], name="claims", row_ids=[f"claim-{c}" for c in claims["claim_id"]])
     for row in claims.itertuples():
         anchor = row.anchor or CLAIM_ANCHORS.get(row.claim_id, "")
         table.rows.append([
@@ -48,6 +42,14 @@ def claims_table(claims: pd.DataFrame) -> Table:
             Cell(anchor.replace("fig-", "figure: ").replace("_", " ").replace("-", " "), anchor, "link"),
         ])
     return table
+
+
+def findings(claims: pd.DataFrame) -> list[dict]:
+    """The first screen: one plain sentence per claim (claims.csv `finding`, made from the verdict, its
+    domain and headline number), its badge, and links to the claim's row and to its evidence."""
+    return [{"id": row.claim_id, "verdict": row.verdict, "badge": verdict_class(row.verdict),
+             "sentence": row.finding, "anchor": row.anchor or CLAIM_ANCHORS.get(row.claim_id, "")}
+            for row in claims.itertuples()]
 
 
 def verdict_class(verdict: str) -> str:
@@ -123,6 +125,19 @@ def sort_cells(frame: pd.DataFrame, order: dict) -> pd.DataFrame:
     """Rows in the config's optimizer order, then by batch size."""
     return frame.sort_values(["optimizer", "batch_size"], key=lambda c: c.map(order) if c.name == "optimizer" else c,
                              kind="stable")
+
+
+def importance_table(importance: pd.DataFrame) -> Table:
+    """hyperparameter_importance.csv: the share of the selection metric's variance each hyperparameter explains."""
+    labels = {"optimizer": "optimizer", "batch_size": "batch size", "lr": "learning rate", "seed": "seed",
+              "rest": "interactions and noise"}
+    table = Table(columns=["runs", "factor", "share of the variance (log metric)", "runs used", "diverged (left out)"],
+                  title="Which hyperparameter moves the selection metric?", name="hyperparameter_importance")
+    for row in importance.itertuples():
+        table.rows.append([text("all" if row.scope == "all" else optimizer_label(row.scope)),
+                           text(labels.get(row.factor, row.factor) + (" (within each optimizer)" if row.scope == "all" and row.factor == "lr" else "")),
+                           Cell(percent(row.share), sort_key(row.share), "num"), num(row.runs), num(row.diverged_runs)])
+    return table
 
 
 def lr_sensitivity_table(sensitivity: pd.DataFrame, order: dict) -> Table:
@@ -258,6 +273,48 @@ def stopping_section(tables: dict[str, pd.DataFrame], confidence: float) -> dict
     return {"tables": [table]}
 
 
+def critical_section(tables: dict[str, pd.DataFrame], confidence: float) -> dict:
+    """Claims L1–L5: the four critical-batch estimates, the lr*(B) fits, the knees at one common target and
+    Malladi's scaled runs — each table as the analysis stage wrote it."""
+    ci = ci_label(confidence)
+    intro = ("McCandlish et al. 2018 predict the critical batch size from the gradient noise scale; Shallue et al. "
+             "2018 and Zhang et al. 2019 find momentum and Adam raise it; Malladi et al. 2022 scale Adam's β and ε "
+             "with the batch size; Li et al. 2024 predict that Adam's best learning rate peaks and falls (claims "
+             "L1–L5). Each estimate below is computed by the analysis stage; the B_noise of the surge form is a "
+             "sign-gradient model's peak, not tr(HΣ)/GᵀHG.")
+    estimates = Table(columns=["optimizer", "estimate", f"value (samples) [{ci}]", "note"],
+                      title="Four estimates of the critical batch size", name="critical_batch")
+    for row in tables["critical_batch"].itertuples():
+        estimates.rows.append([label(row.optimizer), text(row.estimate),
+                               Cell(fmt_ci(row.value, row.low, row.high), sort_key(row.value), "num"), text(row.note)])
+    fits = Table(columns=["optimizer", "law", f"B_noise (samples) [{ci}]", "seeds beyond the grid", "ε_max",
+                          f"held-out gain over the power law [{ci}]", "censored lr*"],
+                 title="lr*(B) fitted with the literature's laws", name="lr_noise_scale")
+    for row in tables["lr_noise_scale"].itertuples():
+        fits.rows.append([label(row.optimizer), text({"mccandlish": "McCandlish ε_max/(1 + B_noise/B)",
+                                                      "surge": "Li et al. surge"}[row.form]),
+                          Cell(fmt_ci(row.b_noise, row.b_noise_low, row.b_noise_high), sort_key(row.b_noise), "num"),
+                          Cell(f"{row.b_noise_censored} of {row.seeds}", sort_key(row.b_noise_censored), "num"),
+                          num(row.lr_max), Cell(fmt_ci(row.cv_gain, row.cv_gain_low, row.cv_gain_high),
+                                                sort_key(row.cv_gain), "num"), num(row.lr_censored)])
+    common = Table(columns=["optimizer", "common target (nats)", f"knee B_crit [{ci}]"],
+                   title="Knees at one common target (claim L3)", name="batch_scaling_common")
+    for _, row in tables["batch_scaling_common"].iterrows():
+        common.rows.append([label(row["optimizer"]), num(row["target_loss"]), ci_cell(row, "knee")])
+    out = [estimates, fits, common]
+    malladi = tables["malladi"]
+    summary = malladi[malladi["kind"] == "summary"]
+    if len(summary):
+        scaled = Table(columns=["k", "batch size", "lr", f"gain: lr-only − full distance (nats) [{ci}]",
+                                "noise floor (nats)", "seeds"], title="Malladi's full rule against lr ÷ √k alone",
+                       name="malladi")
+        for _, row in summary.iterrows():
+            scaled.rows.append([num(row["k"]), num(row["batch_size"]), num(row["lr"]), ci_cell(row, "gain"),
+                                num(row["floor"]), num(row["seeds"])])
+        out.append(scaled)
+    return {"intro": intro, "tables": out}
+
+
 def gradient_noise_section(tables: dict[str, pd.DataFrame], confidence: float) -> dict:
     moments, slopes, pooled = tables["gradvar"], tables["gradvar_slopes"], tables["noise_pooled"]
     if moments.empty:
@@ -333,6 +390,9 @@ def cost_section(cost: pd.DataFrame) -> dict:
 FIGURE_TITLES = {
     "curves": "training and validation loss at the best learning rate",
     "lr_grid": "validation loss for every learning rate",
+    "sweep": "the grid as a sweep: every run, and what moves the metric",
+    "critical_batch": "the critical batch size, four ways",
+    "lr_forms": "the best learning rate against batch size, with the laws fitted to it",
     "lr_sensitivity": "learning-rate sensitivity",
     "cost": "training time",
     "trajectories": "too small and too large learning rates",
@@ -370,17 +430,34 @@ def render(context: dict, template_dir: Path = TEMPLATE_DIR) -> str:
     return env.get_template(TEMPLATE).render(**context)
 
 
+def attach_csv(value, csv_texts: dict[str, str]):
+    """Give every Table in `value` (a Table, a section dict or a list of them) its CSV download link."""
+    if isinstance(value, Table):
+        if value.name in csv_texts:
+            value.csv = csv_uri(csv_texts[value.name])
+    elif isinstance(value, dict):
+        for item in value.values():
+            attach_csv(item, csv_texts)
+    elif isinstance(value, list):
+        for item in value:
+            attach_csv(item, csv_texts)
+    return value
+
+
 def build_context(config: dict, tables: dict[str, pd.DataFrame], svgs: dict[str, str], captions: dict[str, str],
-                  prov: dict) -> dict:
-    """Everything the template shows, from the tables (REPORT_TABLES, and NOISE_TABLES with probes)."""
+                  prov: dict, csv_texts: dict[str, str] | None = None) -> dict:
+    """Everything the template shows, from the tables (the report rule's inputs; the gradient-noise ones with
+    probes). `csv_texts` (table name → its file's text) become the tables' download links."""
     status = tables["run_status"]
     metric = config["selection"]["metric"]
     confidence = config["analysis"]["confidence"]
     order = {name: i for i, name in enumerate(config["grid"]["optimizers"])}
-    probes = all(name in tables for name in NOISE_TABLES)
+    probes = "gradvar" in tables  # the report rule asks for the noise tables only when there are probes
     analysis = [
         ("scaling", "Scaling rules (batch size × k → learning rate × ?)", ["scaling"], scaling_section(tables, confidence)),
         ("steps-to-target", "Steps to target", ["steps_to_target"], steps_section(tables, confidence)),
+        ("critical-batch", "Beyond the tutorial: the critical batch size", ["critical_batch", "lr_forms"],
+         critical_section(tables, confidence)),
         ("gradient-noise", "Gradient noise", ["gradvar", "noise_scale"],
          gradient_noise_section(tables, confidence) if probes else None),
         ("when-to-stop", "When to stop", ["early_stopping"], stopping_section(tables, confidence)),
@@ -390,11 +467,12 @@ def build_context(config: dict, tables: dict[str, pd.DataFrame], svgs: dict[str,
                             "grad_variance.probes in the config).",
                  "figures": [name for name in figures if name in svgs], "intro": "", "tables": [], **(body or {})}
                 for anchor, title, figures, body in analysis]
-    return {
+    context = {
         "title": config.get("title", "optbench"),
         "n_runs": len(status),
         "ci_label": ci_label(confidence),
         "sections": [
+            {"id": "findings", "kind": "fixed", "title": "Findings", "available": True},
             {"id": "claims", "kind": "fixed", "title": "Claims and verdicts", "available": True},
             {"id": "setup", "kind": "fixed", "title": "Setup", "available": True},
             {"id": "curves", "kind": "fixed", "title": "Training curves", "available": True},
@@ -405,6 +483,7 @@ def build_context(config: dict, tables: dict[str, pd.DataFrame], svgs: dict[str,
             {"id": "provenance", "kind": "fixed", "title": "Provenance", "available": True},
         ],
         "claims": claims_table(tables["claims"]),
+        "findings": findings(tables["claims"]),
         "changes": verdict_changes(tables["claims"]),
         "setup": setup_table(config, status),
         "figures": figure_entries(svgs, captions),
@@ -412,6 +491,8 @@ def build_context(config: dict, tables: dict[str, pd.DataFrame], svgs: dict[str,
         "metric_label": METRIC_LABELS[metric],
         "best_lr": best_lr_table(tables["best_lr_cells"], metric, confidence, order),
         "lr_sensitivity": lr_sensitivity_table(tables["lr_sensitivity"], order),
+        "importance": importance_table(tables["hyperparameter_importance"]),
         "cost": cost_section(tables["cost"]),
         "provenance": prov,
     }
+    return attach_csv(context, csv_texts or {})

@@ -30,10 +30,22 @@ CLAIMS = {
     "C9": "Too small a learning rate needs many iterations; too large a one oscillates or diverges.",
     "C10": "The loss curves tell when to stop (early stopping).",
 }
+# Beyond the tutorial: the literature its rules of thumb come from (the rule texts cite paper and equation).
+CLAIMS.update({
+    "L1": "The gradient noise scale predicts the critical batch size (McCandlish et al. 2018).",
+    "L2": "The linear scaling rule is the small-batch limit of a saturating law ε_max/(1 + B_noise/B) "
+          "(McCandlish et al. 2018; Shallue et al. 2018).",
+    "L3": "Momentum extends perfect scaling and Adam's critical batch size is larger still "
+          "(Shallue et al. 2018; Zhang et al. 2019).",
+    "L4": "Scaling β1, β2 and ε with the batch size as well as lr ×√k keeps Adam's trajectory closer to the base "
+          "run than lr ×√k alone (Malladi et al. 2022).",
+    "L5": "Adam's best learning rate stops growing near B_noise and falls beyond it (Li et al. 2024, the surge).",
+})
 # Where the report draws each claim's evidence (ids of the page's sections and figures).
 ANCHORS = {"C1": "fig-curves", "C2": "fig-lr_sensitivity", "C3": "fig-lr_sensitivity", "C4": "gradient-noise",
            "C5": "fig-gradvar", "C6": "steps-to-target", "C7": "scaling", "C8": "scaling",
-           "C9": "fig-trajectories", "C10": "fig-early_stopping"}
+           "C9": "fig-trajectories", "C10": "fig-early_stopping", "L1": "fig-critical_batch",
+           "L2": "fig-lr_forms", "L3": "critical-batch", "L4": "critical-batch", "L5": "fig-lr_forms"}
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
 VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
 NO_PROBES = "no gradient-variance probes (grad_variance.probes is empty): add probe runs to measure it"
@@ -44,8 +56,10 @@ COLUMNS = ["claim_id", "claim_text", "verdict", "domain", "headline", "finding",
 def result(claim: str, verdict: str, reason: str, evidence: str, rule: str, domain: str = "",
            headline: str = "", finding: str = "") -> dict:
     assert verdict in VERDICTS, verdict
+    if not finding:  # an undecided claim's sentence says why, in the rule's own words
+        finding = f"Not decided by this grid — {reason}" + (f" ({headline})." if headline else ".")
     return {"claim_id": claim, "claim_text": CLAIMS[claim], "verdict": verdict, "domain": domain,
-            "headline": headline, "finding": finding or f"{CLAIMS[claim]} — {verdict}", "reason": reason,
+            "headline": headline, "finding": finding, "reason": reason,
             "evidence": evidence, "rule": rule, "anchor": ANCHORS[claim]}
 
 
@@ -592,6 +606,7 @@ def scaling_claim(claim: str, tables: dict, p: dict) -> dict:
     traj_parts, favoured = trajectory_weight(tables.get("trajectory_summary"), optimizer)
     traj_text = "; trajectories: " + "; ".join(traj_parts) if traj_parts else ""
     alpha_text = fmt_ci(fit["alpha"], fit["alpha_low"], fit["alpha_high"], 2)
+    span = f"{int(fit['m_low'])} and {int(fit['m_high'])}"
     headline = f"α = {alpha_text} over B = {int(fit['m_low'])}–{int(fit['m_high'])}"
     evidence = (f"α (training objective) = {alpha_text} over m = {int(fit['m_low'])}–{int(fit['m_high'])}, "
                 f"{int(fit['n_seeds'])} of {int(fit['grid_seeds'])} seeds fitted, {int(fit['censored'])} censored lr*; "
@@ -623,12 +638,13 @@ def scaling_claim(claim: str, tables: dict, p: dict) -> dict:
         ballpark = (f", though within {fmt(alpha)} ± {fmt(margin)}: approximately right, as a ballpark" if within
                     else f" and lies beyond {fmt(alpha)} ± {fmt(margin)}")
         return result(claim, NOT_SUPPORTED, f"{interval} excludes {fmt(alpha)}{ballpark}{disagree}", evidence, rule,
-                      domain, headline, f"{label}'s best learning rate did not grow {rule_words} with batch size "
-                      f"({headline}; the rule predicts {fmt(alpha)}).")
+                      domain, headline, f"{label}'s best learning rate did not grow {rule_words} between batch "
+                      f"sizes {span} (α = {alpha_text}; the rule predicts {fmt(alpha)}"
+                      + (", a ballpark within ±" + fmt(margin) if within else "") + ").")
     if within:
         return result(claim, SUPPORTED, f"{interval} contains {fmt(alpha)} and lies within ± {fmt(margin)}{disagree}",
                       evidence, rule, domain, headline,
-                      f"{label}'s best learning rate grew {rule_words} with batch size ({headline}; {domain}).")
+                      f"{label}'s best learning rate grew {rule_words} between batch sizes {span} (α = {alpha_text}).")
     both = p["other_alpha"] if low <= p["other_alpha"] <= high else None
     note = (f"; it contains both {fmt(alpha)} and {fmt(both)}: it decides neither rule" if both is not None else "")
     return result(claim, INCONCLUSIVE, f"{interval} contains {fmt(alpha)} but reaches beyond ± {fmt(margin)}{note}"
@@ -749,8 +765,317 @@ def c10(tables: dict, p: dict) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 
+# ---------------------------------------------------------------------------------------------
+# L1–L5: the literature's claims
+
+MCCANDLISH = "McCandlish et al. 2018 (arXiv:1812.06162)"
+LI = "Li et al. 2024 (NeurIPS, arXiv:2405.14578)"
+
+
+def not_in_grid(what: str, add: str) -> str:
+    return f"not in this grid: {what} — add {add} (configs/literature.yaml does)"
+
+
+def l1_rule(p: dict) -> str:
+    names = ", ".join(name(o) for o in p["optimizers"])
+    return (f"{MCCANDLISH}: B_noise = tr(HΣ)/GᵀHG (eq. 2.8) predicts the critical batch size B_crit = E_min/S_min "
+            f"(eq. 2.12); B_simple = tr(Σ)/GᵀG (eq. 2.9) stands in for it; their Table 1 finds B_simple within "
+            f"about an order of magnitude of B_crit (MNIST: B_crit 200, B_simple 900). Per optimizer in [{names}], "
+            "four estimates: B_simple and the Hessian B_noise at the probe checkpoint nearest the target loss, "
+            "B_noise fitted to lr*(B) with ε_max/(1 + B_noise/B) (eq. 2.6), and the knee B_crit of steps to "
+            f"target, each with its {ci(p)} where it has one. Two estimates agree when their intervals come within "
+            f"a factor {fmt(p['factor'])} of each other and disagree when they lie more than that apart. "
+            f"Supported when at least {p['min_estimates']} estimates are defined, every pair agrees and every "
+            f"interval spans less than ×{fmt(p['factor'])} (precision floor); not supported when a pair "
+            "disagrees; otherwise inconclusive (the reason names the missing or imprecise estimate). The Hessian "
+            "estimate is undefined where GᵀHG ≤ 0 or tr(HΣ) ≤ 0 (the model is not convex there).")
+
+
+def ratio_relation(a: dict, b: dict, factor: float) -> str:
+    """agree / disagree / open for two estimates {value, low, high} (an interval missing: its value)."""
+    a_low, a_high = (a["low"], a["high"]) if np.isfinite(a["low"]) and np.isfinite(a["high"]) else (a["value"],) * 2
+    b_low, b_high = (b["low"], b["high"]) if np.isfinite(b["low"]) and np.isfinite(b["high"]) else (b["value"],) * 2
+    if a_low > factor * b_high or b_low > factor * a_high:
+        return "disagree"
+    if a_high <= factor * b_low and b_high <= factor * a_low:
+        return "agree"
+    return "open"
+
+
+def l1(tables: dict, p: dict) -> dict:
+    rule = l1_rule(p)
+    estimates = tables.get("critical_batch")
+    if estimates is None or estimates.empty:
+        return result("L1", INCONCLUSIVE, "no critical-batch estimates were computed", "", rule)
+    outcomes, reasons, parts, domains = [], [], [], []
+    for optimizer in p["optimizers"]:
+        mine = cells_of(estimates, optimizer)
+        defined = [r._asdict() for r in mine.itertuples() if np.isfinite(r.value) and 0 < r.value < math.inf]
+        missing = [r.estimate for r in mine.itertuples() if not (np.isfinite(r.value) and 0 < r.value < math.inf)]
+        parts.append(f"{name(optimizer)}: " + "; ".join(
+            f"{r['estimate']} {fmt_ci(r['value'], r['low'], r['high'])}" for r in defined)
+            + (f"; undefined: {', '.join(missing)}" if missing else ""))
+        if len(defined) < p["min_estimates"]:
+            outcomes.append(INCONCLUSIVE)
+            reasons.append(f"{name(optimizer)}: {len(defined)} estimates defined, the rule needs {p['min_estimates']}"
+                           + (f" ({', '.join(missing)} undefined or not measured)" if missing else "")
+                           + ("" if len(mine) else f" — {NO_PROBES}"))
+            continue
+        relations = {(a["kind"], b["kind"]): ratio_relation(a, b, p["factor"])
+                     for i, a in enumerate(defined) for b in defined[i + 1:]}
+        values = [r["value"] for r in defined]
+        domains.append(f"{name(optimizer)}: estimates span ×{fmt(max(values) / min(values), 2)} "
+                       f"({fmt(min(values))}–{fmt(max(values))} samples)")
+        wide = [r["estimate"] for r in defined if np.isfinite(r["low"]) and r["high"] / r["low"] >= p["factor"]]
+        apart = [f"{a} vs {b}" for (a, b), v in relations.items() if v == "disagree"]
+        if apart:
+            outcomes.append(NOT_SUPPORTED)
+            reasons.append(f"{name(optimizer)}: more than ×{fmt(p['factor'])} apart: {', '.join(apart)}")
+        elif all(v == "agree" for v in relations.values()) and not wide:
+            outcomes.append(SUPPORTED)
+            reasons.append(f"{name(optimizer)}: all {len(defined)} estimates within ×{fmt(p['factor'])}")
+        else:
+            outcomes.append(INCONCLUSIVE)
+            reasons.append(f"{name(optimizer)}: " + (f"too imprecise: {', '.join(wide)}" if wide else
+                                                       "intervals neither within nor beyond the factor"))
+    verdict = (NOT_SUPPORTED if NOT_SUPPORTED in outcomes else
+               SUPPORTED if outcomes and all(o == SUPPORTED for o in outcomes) else INCONCLUSIVE)
+    headline = "; ".join(domains)
+    finding = {SUPPORTED: f"The noise scale and the critical batch size agreed within ×{fmt(p['factor'])} "
+                          f"({headline}).",
+               NOT_SUPPORTED: f"The noise scale did not predict the critical batch size ({'; '.join(reasons)})."
+               }.get(verdict, "")
+    return result("L1", verdict, "; ".join(reasons), " | ".join(parts), rule, "; ".join(domains), headline, finding)
+
+
+def fit_row(tables: dict, optimizer: str) -> pd.Series | None:
+    fits = tables.get("lr_noise_scale")
+    if fits is None:
+        return None
+    mine = fits[fits["optimizer"] == optimizer]
+    return mine.iloc[0] if len(mine) else None
+
+
+def l2_rule(p: dict) -> str:
+    return (f"{MCCANDLISH}, eq. 2.6: SGD's best step ε_opt(B) = ε_max/(1 + B_noise/B), whose local exponent "
+            "B_noise/(B + B_noise) falls from 1 (the linear rule) to 0 through B_noise; Shallue et al. 2018 (JMLR) "
+            f"find the best learning rate follows neither the linear nor the √ rule across all batch sizes. For "
+            f"{name(p['optimizer'])}: per seed, that form and the single power law log lr* = α·log B + c (both two "
+            "parameters) are fitted to the refined lr* on the training objective, each batch size left out in turn "
+            "and predicted from the others; the gain is the power law's held-out squared error in log lr* minus "
+            f"the form's, {ci(p)} across seeds. Supported when the gain's CI lies above 0 and the fitted B_noise "
+            "lies inside the grid's batch sizes (the bend is seen); not supported when it lies below 0; "
+            f"inconclusive otherwise, or when B_noise lies beyond the grid (only one regime seen: the reason says "
+            f"which batch sizes to add); at least {p['min_batch_sizes']} batch sizes; {seeds_needed(p)}.")
+
+
+def lr_form_claim(claim: str, tables: dict, p: dict, form: str, rule: str) -> tuple[dict | None, pd.Series | None]:
+    """The shared checks of L2 and L5: the fit exists, has the seeds and batch sizes it needs, its lr* are
+    not censored; returns (a finished inconclusive result, or None) and the fit row."""
+    optimizer = p["optimizer"]
+    fit = fit_row(tables, optimizer)
+    if fit is None:
+        return result(claim, INCONCLUSIVE, not_in_grid(f"{name(optimizer)} with its lr*(B) fit",
+                                                      f"{optimizer} to grid.optimizers"), "", rule), None
+    evidence = done_evidence(fit, form) + f"; {int(fit['lr_censored'])} censored lr*"
+    few = few_seeds(int(fit["seeds"]), p, f"{name(optimizer)}'s fit")
+    sizes = tables["batch_scaling"].set_index("optimizer")["batch_sizes"].get(optimizer, 0)
+    if few:
+        return result(claim, INCONCLUSIVE, few, evidence, rule), fit
+    if sizes < p["min_batch_sizes"]:
+        return result(claim, INCONCLUSIVE, f"{int(sizes)} batch sizes, the rule needs {p['min_batch_sizes']}",
+                      evidence, rule), fit
+    if fit["lr_censored"] > 0:
+        return result(claim, INCONCLUSIVE, f"{int(fit['lr_censored'])} censored lr*: extend the learning-rate grid "
+                      "as best_lr.csv says", evidence, rule), fit
+    return None, fit
+
+
+FORMS_TEXT = {"mccandlish": "ε_max/(1 + B_noise/B)", "surge": "Li et al.'s surge peak"}
+
+
+def training_samples(tables: dict) -> int | None:
+    status = tables.get("status")
+    return int(status["n_train"].max()) if status is not None and len(status) else None
+
+
+def batch_sizes_to_add(needed: float, n_train: int | None) -> str:
+    """What to add to the grid to see a batch size of `needed` — or that this training set cannot show it."""
+    if not np.isfinite(needed):
+        return "the fit puts it beyond any batch size"
+    if n_train and needed > n_train / 2:
+        return (f"that needs batch sizes up to ≈ {fmt(needed)}, beyond half the {n_train} training samples: this "
+                "workload cannot show it (a larger training set can)")
+    return f"add batch sizes up to ≈ {fmt(needed)} (configs/literature.yaml)"
+
+
+def l2(tables: dict, p: dict) -> dict:
+    rule = l2_rule(p)
+    done, fit = lr_form_claim("L2", tables, p, "mccandlish", rule)
+    if done is not None:
+        return done
+    evidence = done_evidence(fit, "mccandlish")
+    beyond = fit["b_noise_censored"] > 0 or not (fit["batch_size_min"] <= fit["b_noise"] <= fit["batch_size_max"])
+    domain = (f"B_noise {fmt_ci(fit['b_noise'], fit['b_noise_low'], fit['b_noise_high'])}: local exponent "
+              f"{fmt(fit['b_noise'] / (fit['batch_size_min'] + fit['b_noise']), 2)} at B = {int(fit['batch_size_min'])}, "
+              f"{fmt(fit['b_noise'] / (fit['batch_size_max'] + fit['b_noise']), 2)} at B = {int(fit['batch_size_max'])}"
+              if np.isfinite(fit["b_noise"]) else "B_noise not found on the grid")
+    headline = f"B_noise ≈ {fmt(fit['b_noise'])} samples" if np.isfinite(fit["b_noise"]) else ""
+    if fit["cv_gain_high"] < 0:
+        return result("L2", NOT_SUPPORTED, "the single power law predicts held-out batch sizes better", evidence,
+                      rule, domain, headline, f"SGD's best learning rate followed a single power law better than "
+                      f"the saturating form ({headline}).")
+    if beyond:
+        return result("L2", INCONCLUSIVE, f"B_noise lies beyond the grid's batch sizes "
+                      f"{int(fit['batch_size_min'])}–{int(fit['batch_size_max'])}: only one regime is seen — "
+                      + batch_sizes_to_add(2 * fit["b_noise"], training_samples(tables)), evidence, rule, domain,
+                      headline)
+    if fit["cv_gain_low"] > 0:
+        return result("L2", SUPPORTED, "the saturating form predicts held-out batch sizes better than the power law",
+                      evidence, rule, domain, headline, f"SGD's best learning rate grew linearly at small batches and "
+                      f"saturated through B_noise ≈ {fmt(fit['b_noise'])} ({domain}).")
+    return result("L2", INCONCLUSIVE, "the held-out gain's CI contains 0", evidence, rule, domain, headline)
+
+
+def done_evidence(fit: pd.Series, form: str) -> str:
+    return (f"B_noise ({FORMS_TEXT[form]}) = {fmt_ci(fit['b_noise'], fit['b_noise_low'], fit['b_noise_high'])} over "
+            f"B = {int(fit['batch_size_min'])}–{int(fit['batch_size_max'])} ({int(fit['seeds'])} seeds, "
+            f"{int(fit['b_noise_censored'])} beyond the grid); held-out gain over the power law "
+            f"{fmt_ci(fit['cv_gain'], fit['cv_gain_low'], fit['cv_gain_high'])} (log lr*)²")
+
+
+def l3_rule(p: dict) -> str:
+    order = " < ".join(name(o) for o in p["order"])
+    return ("Shallue et al. 2018 (JMLR 2019): momentum extends the perfect-scaling regime to larger batch sizes; "
+            "Zhang et al. 2019 (NeurIPS): preconditioning (Adam) gives much larger critical batch sizes than "
+            f"momentum SGD. Claim: B_crit {order}, the knee of steps to one target validation loss common to all "
+            f"(the highest of the optimizers' own targets, so each reaches it), {ci(p)} across seeds. Supported when "
+            "each consecutive pair's CIs are ordered as claimed (the upper one's low end above the lower one's high "
+            "end); not supported when a pair's CIs are ordered the other way; otherwise inconclusive, as when an "
+            f"optimizer is not in the grid; {seeds_needed(p)}.")
+
+
+def l3(tables: dict, p: dict) -> dict:
+    rule = l3_rule(p)
+    knees = tables["batch_scaling_common"].set_index("optimizer")
+    absent = [o for o in p["order"] if o not in knees.index]
+    if absent:
+        return result("L3", INCONCLUSIVE, not_in_grid(", ".join(name(o) for o in absent),
+                                                     " and ".join(absent) + " to grid.optimizers"), "", rule)
+    rows = [knees.loc[o] for o in p["order"]]
+    evidence = "; ".join(f"{name(o)} B_crit {fmt_ci(r['knee'], r['knee_low'], r['knee_high'])}" for o, r in
+                         zip(p["order"], rows)) + f" at the common target {fmt(rows[0]['target_loss'])} nats"
+    few = few_seeds(int(min(r["n_seeds"] for r in rows)), p)
+    if few:
+        return result("L3", INCONCLUSIVE, few, evidence, rule)
+    pairs = []
+    for (a, lower), (b, upper) in zip(zip(p["order"], rows), zip(p["order"][1:], rows[1:])):
+        pairs.append(("ordered" if upper["knee_low"] > lower["knee_high"] else
+                      "reversed" if upper["knee_high"] < lower["knee_low"] else "open", a, b))
+    domain = "; ".join(f"{name(a)} vs {name(b)}: {state}" for state, a, b in pairs)
+    if any(state == "reversed" for state, _, _ in pairs):
+        return result("L3", NOT_SUPPORTED, "reversed: " + ", ".join(f"{name(b)} below {name(a)}" for state, a, b in
+                                                                   pairs if state == "reversed"), evidence, rule,
+                      domain, evidence)
+    if all(state == "ordered" for state, _, _ in pairs):
+        return result("L3", SUPPORTED, "every pair ordered as claimed", evidence, rule, domain, evidence,
+                      f"The critical batch size grew from SGD to momentum SGD to Adam ({evidence}).")
+    return result("L3", INCONCLUSIVE, "overlapping CIs: " + ", ".join(f"{name(a)} vs {name(b)}" for state, a, b in
+                                                                   pairs if state == "open"), evidence, rule, domain,
+                  evidence)
+
+
+def l4_rule(p: dict) -> str:
+    return ("Malladi et al. 2022 (NeurIPS, arXiv:2205.10287): for Adam at batch ×κ scale lr ×√κ, 1−β1 ×κ, 1−β2 ×κ "
+            "and ε ÷√κ; ×κ breaks for κ ≥ 1/(1−β1) = 10 at β1 = 0.9, so the runs scale down from a base run at "
+            "batch B to B/k (lr ÷√k, 1−β1 and 1−β2 ÷k, ε ×√k). Per k, the RMS distance (nats) of the training-loss "
+            "curve against epochs from the base run (same seed) under the full rule and under lr ÷√k alone; the "
+            f"gain is lr-only − full, paired by seed, {ci(p)}; the noise floor is the mean distance between base "
+            "runs of different seeds. Supported when for every k the gain's CI lies above the noise floor; not "
+            "supported when for some k it lies below it (the full rule is no closer than seed-to-seed noise); "
+            f"otherwise inconclusive; {seeds_needed(p)}.")
+
+
+def l4(tables: dict, p: dict) -> dict:
+    rule = l4_rule(p)
+    table = tables.get("malladi")
+    summary = table[table["kind"] == "summary"] if table is not None else pd.DataFrame()
+    if summary.empty:
+        return result("L4", INCONCLUSIVE, not_in_grid("Malladi's scaled Adam runs", "literature.malladi"), "", rule)
+    parts, outcomes = [], []
+    for row in summary.sort_values("k").itertuples():
+        parts.append(f"k = {row.k} (B = {row.batch_size}): gain {fmt_ci(row.gain, row.gain_low, row.gain_high, 2)} "
+                     f"nats vs noise floor {fmt(row.floor, 2)} nats")
+        outcomes.append("for" if row.gain_low > row.floor else "against" if row.gain_high < row.floor else "open")
+    evidence = "; ".join(parts)
+    few = few_seeds(int(summary["seeds"].min()), p, "the scaled runs")
+    if few:
+        return result("L4", INCONCLUSIVE, few, evidence, rule, evidence)
+    ks = summary.sort_values("k")["k"].tolist()
+    domain = "; ".join(f"k = {k}: {o}" for k, o in zip(ks, outcomes))
+    if "against" in outcomes:
+        return result("L4", NOT_SUPPORTED, "the full rule is not closer than the noise floor at k = "
+                      f"{[k for k, o in zip(ks, outcomes) if o == 'against']}", evidence, rule, domain, evidence,
+                      f"Scaling β and ε as well did not bring Adam's curves closer than seed noise ({evidence}).")
+    if all(o == "for" for o in outcomes):
+        return result("L4", SUPPORTED, "the full rule stays closer than lr ÷√k alone, beyond the noise floor, at "
+                      "every k", evidence, rule, domain, evidence,
+                      f"Scaling β1, β2 and ε with the batch size kept Adam's curve closer to the base run ({evidence}).")
+    return result("L4", INCONCLUSIVE, "a gain's CI contains the noise floor", evidence, rule, domain, evidence)
+
+
+def l5_rule(p: dict) -> str:
+    return (f"{LI}, eq. 13 (Theorem 3): Adam's ε_opt(B) = ε_max/(½(√(B_noise/B) + √(B/B_noise))), rising like √B "
+            "below its peak at B = B_noise (eqs. 15–16) and falling beyond; this B_noise is a sign-gradient "
+            "model's (eq. 14), not tr(HΣ)/GᵀHG. For "
+            f"{name(p['optimizer'])}: per seed that form and the single power law are fitted to the refined lr* on "
+            f"the training objective and compared on held-out batch sizes (as for L2, {ci(p)} across seeds). "
+            "Supported when the form's "
+            f"held-out gain CI lies above 0, the grid reaches past the fitted peak (largest B ≥ ×{fmt(p['beyond'])} "
+            "the peak) and the exponent of the last batch-size pair lies below 0, CI-wise (lr* falls); not "
+            "supported when, with the grid past the peak, the gain's CI lies below 0 or the last pair's exponent "
+            "lies above 0; inconclusive otherwise — as when the batch sizes do not reach past the peak (the reason "
+            f"says which to add); at least {p['min_batch_sizes']} batch sizes; {seeds_needed(p)}.")
+
+
+def l5(tables: dict, p: dict) -> dict:
+    rule = l5_rule(p)
+    done, fit = lr_form_claim("L5", tables, p, "surge", rule)
+    if done is not None:
+        return done
+    evidence = done_evidence(fit, "surge")
+    pairs = tables["scaling"]
+    last = pairs[(pairs["optimizer"] == p["optimizer"]) & (pairs["objective"] == "train") & (pairs["kind"] == "pair")]
+    last = last.sort_values("m_high").iloc[-1] if len(last) else None
+    peak = fit["b_noise"]
+    if last is not None:
+        evidence += (f"; last pair m = {int(last['m_low'])}→{int(last['m_high'])}: α = "
+                     f"{fmt_ci(last['alpha'], last['alpha_low'], last['alpha_high'], 2)}")
+    past = np.isfinite(peak) and fit["batch_size_max"] >= p["beyond"] * peak and not fit["b_noise_beyond"]
+    n_train = training_samples(tables)
+    domain = (f"peak B_noise {fmt_ci(peak, fit['b_noise_low'], fit['b_noise_high'])}; grid to B = "
+              f"{int(fit['batch_size_max'])}" if np.isfinite(peak) else "no peak found")
+    headline = f"peak ≈ {fmt(peak)} samples" if np.isfinite(peak) else ""
+    if not past:
+        return result("L5", INCONCLUSIVE, f"the grid's batch sizes (up to {int(fit['batch_size_max'])}) do not reach "
+                      f"×{fmt(p['beyond'])} past the fitted peak: " + batch_sizes_to_add(p["beyond"] * peak, n_train),
+                      evidence, rule, domain, headline)
+    falling = last is not None and last["alpha_high"] < 0
+    rising = last is not None and last["alpha_low"] > 0
+    if fit["cv_gain_high"] < 0 or rising:
+        return result("L5", NOT_SUPPORTED, "past the peak, " + ("the power law predicts better" if
+                      fit["cv_gain_high"] < 0 else "lr* still rises"), evidence, rule, domain, headline,
+                      f"Adam's best learning rate did not surge and fall as Li et al. predict ({headline}).")
+    if fit["cv_gain_low"] > 0 and falling:
+        return result("L5", SUPPORTED, "the surge form predicts better and lr* falls past the peak", evidence, rule,
+                      domain, headline, f"Adam's best learning rate peaked near B ≈ {fmt(peak)} and fell beyond it.")
+    return result("L5", INCONCLUSIVE, "the held-out gain or the last exponent is undecided", evidence, rule, domain,
+                  headline)
+
+
 RULES = {"C1": (c1_rule, c1), "C2": (c2_rule, c2), "C3": (c3_rule, c3), "C4": (c4_rule, c4), "C5": (c5_rule, c5),
-         "C6": (c6_rule, c6), "C7": (c7_rule, c7), "C8": (c8_rule, c8), "C9": (c9_rule, c9), "C10": (c10_rule, c10)}
+         "C6": (c6_rule, c6), "C7": (c7_rule, c7), "C8": (c8_rule, c8), "C9": (c9_rule, c9), "C10": (c10_rule, c10),
+         "L1": (l1_rule, l1), "L2": (l2_rule, l2), "L3": (l3_rule, l3), "L4": (l4_rule, l4), "L5": (l5_rule, l5)}
 
 
 def rule_parameters(config: dict, claim: str) -> dict:

@@ -505,3 +505,23 @@ def test_lr_summary_is_the_median_over_the_seeds_that_trained(grid_runs):
     assert (row["seeds"], row["seeds_trained"]) == (3, 2)
     assert row["score_median"] == pytest.approx(trained["score"].median())
     assert row["val_gap_median"] == pytest.approx((trained["val_final"] - trained["val_min"]).median())
+
+
+def test_hyperparameter_importance_finds_the_factor_that_moves_the_metric():
+    """Planted: log score = 0.5·(log2 lr − log2 0.04)² (lr matters), a small batch-size effect, no seed effect."""
+    rows = []
+    for batch_size, shift in ((16, 0.0), (64, 0.1)):
+        for lr in SGD_GRID[:6]:
+            for seed in (0, 1, 2):
+                rows.append({"optimizer": "sgd", "batch_size": batch_size, "lr": lr, "seed": seed, "status": "ok",
+                             "score": math.exp(0.5 * (math.log2(lr) - math.log2(0.04)) ** 2 + shift)})
+    rows.append({"optimizer": "sgd", "batch_size": 16, "lr": 10.0, "seed": 0, "status": "diverged",
+                 "score": math.inf})
+    table = analysis.hyperparameter_importance(pd.DataFrame(rows))
+    mine = table[table["scope"] == "sgd"].set_index("factor")
+    values = np.log([r["score"] for r in rows[:-1]])
+    lr_means = pd.Series(values).groupby([r["lr"] for r in rows[:-1]]).transform("mean")
+    assert mine.loc["lr", "share"] == pytest.approx(((lr_means - values.mean()) ** 2).mean() / values.var())
+    assert mine.loc["lr", "share"] > 0.9 and mine.loc["seed", "share"] == pytest.approx(0, abs=1e-12)
+    assert mine.loc["rest", "share"] == pytest.approx(1 - mine.drop("rest")["share"].sum())
+    assert (mine["diverged_runs"] == 1).all() and (mine["runs"] == 36).all()

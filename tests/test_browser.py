@@ -113,11 +113,14 @@ class Browser:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
-# Run in the page after load: each figure's rendered size, and what sorting a numeric column does.
+# Run in the page after load: each figure's rendered size, what sorting a numeric column does, what typing in a
+# filter box does, the download links' contents, the figures' hover titles and whether anything is wider than
+# the window.
 PAGE_CHECK = """(() => {
   const figures = [...document.querySelectorAll("figure")].map((figure) => {
     const svg = figure.querySelector("svg"), box = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
-    return {id: figure.id, width: box.width, height: box.height};
+    return {id: figure.id, width: box.width, height: box.height, right: box.right,
+            titles: svg ? svg.querySelectorAll("title").length : 0};
   });
   const sorts = [];
   for (const table of document.querySelectorAll("table.sortable")) {
@@ -132,8 +135,30 @@ PAGE_CHECK = """(() => {
     headers[column].click();
     sorts.push({table: table.id, column: headers[column].textContent, ascending, descending: values()});
   }
-  return {figures, sorts, title: document.title, h1: document.querySelector("h1").textContent,
-          injected: window.__injected === true, height: document.documentElement.scrollHeight,
+  const filters = [...document.querySelectorAll("input.filter")].map((input) => {
+    const table = document.getElementById(input.dataset.table), rows = [...table.tBodies[0].rows];
+    const word = rows[0].cells[0].textContent.trim();
+    input.value = word;
+    input.dispatchEvent(new Event("input"));
+    const shown = rows.filter((row) => !row.hidden);
+    const result = {table: table.id, word, total: rows.length, shown: shown.length,
+                    all_match: shown.every((row) => row.textContent.includes(word)),
+                    expected: rows.filter((row) => row.textContent.toLowerCase().includes(word.toLowerCase())).length};
+    input.value = "";
+    input.dispatchEvent(new Event("input"));
+    result.restored = rows.filter((row) => !row.hidden).length;
+    return result;
+  });
+  const downloads = [...document.querySelectorAll("a.csv")].map((a) => ({name: a.getAttribute("download"),
+                                                                          href: a.getAttribute("href")}));
+  const wide = [...document.querySelectorAll("body *")].filter((e) => {
+    const box = e.getBoundingClientRect();
+    return box.right > window.innerWidth + 1 && !e.closest(".table-wrap");
+  }).map((e) => e.tagName + "#" + e.id + "." + e.className);
+  return {figures, sorts, filters, downloads, wide, title: document.title,
+          h1: document.querySelector("h1").textContent, injected: window.__injected === true,
+          height: document.documentElement.scrollHeight, page_width: document.documentElement.scrollWidth,
+          window_width: window.innerWidth,
           links: [...document.querySelectorAll('a[href^="#"]')].map((a) => a.getAttribute("href")),
           ids: [...document.querySelectorAll("[id]")].map((e) => e.id)};
 })()"""
@@ -144,9 +169,9 @@ def chromium() -> str:
     return chromium_path()
 
 
-def open_report(path: Path, screenshot: Path, executable: str, width: int = 1280) -> dict:
-    """Load `path` in headless chromium; return the page check, console errors, requests made and
-    save a full-page screenshot."""
+def open_report(path: Path, screenshot: Path, executable: str, width: int = 1280, full_page: bool = True) -> dict:
+    """Load `path` in headless chromium at `width` CSS px; return the page check, console errors and requests
+    made, and save a screenshot (the full page, or the first screen)."""
     browser = Browser(executable)
     try:
         target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
@@ -157,15 +182,20 @@ def open_report(path: Path, screenshot: Path, executable: str, width: int = 1280
                      {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session=session)
         browser.send("Page.navigate", {"url": path.resolve().as_uri()}, session=session)
         browser.wait_for("Page.loadEventFired")
+        shot = browser.send("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": full_page,
+            "clip": {"x": 0, "y": 0, "width": width, "height": 900, "scale": 1}}, session=session) \
+            if not full_page else None
         check = browser.send("Runtime.evaluate", {"expression": PAGE_CHECK, "returnByValue": True},
                              session=session)
         if "exceptionDetails" in check:
             raise AssertionError(f"page check failed: {check['exceptionDetails']}")
         result = check["result"]["value"]
-        height = min(int(result["height"]), 16000)
-        shot = browser.send("Page.captureScreenshot", {
-            "format": "png", "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}}, session=session)
+        if full_page:
+            height = min(int(result["height"]), 16000)
+            shot = browser.send("Page.captureScreenshot", {
+                "format": "png", "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}}, session=session)
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         screenshot.write_bytes(base64.b64decode(shot["data"]))
         print(f"screenshot of {path}: {screenshot}")
@@ -190,18 +220,38 @@ def assert_page_is_sound(page: dict, report: Path) -> None:
     for figure in page["figures"]:
         assert figure["width"] > 50 and figure["height"] > 50, figure
     assert len(page["ids"]) == len(set(page["ids"])), "duplicate element ids"
-    for href in page["links"]:  # the contents, claims → figures, and section cross-references
+    for href in page["links"]:  # the contents, findings → claims → figures, and section cross-references
         assert href[1:] in page["ids"], href
     assert page["sorts"], "no sortable numeric column found"
     for sort in page["sorts"]:
         assert sort["ascending"] == sorted(sort["ascending"]), sort
         assert sort["descending"] == sorted(sort["descending"], reverse=True), sort
+    # a filter box keeps exactly the rows containing its text, and clearing it brings them all back
+    assert page["filters"], "no filter box"
+    for found in page["filters"]:
+        assert found["shown"] == found["expected"] and found["all_match"] and found["restored"] == found["total"]
+    assert any(found["shown"] < found["total"] for found in page["filters"]), "no filter narrowed its table"
+    # figure points carry hover titles (the exact values), in the figures that plot points
+    titled = {figure["id"] for figure in page["figures"] if figure["titles"]}
+    assert {"fig-lr_sensitivity", "fig-scaling", "fig-steps_to_target"} <= titled, titled
+    # nothing is wider than the window (wide tables scroll inside their own box)
+    assert page["wide"] == [] and page["page_width"] <= page["window_width"], page["wide"][:5]
+
+
+def assert_downloads_are_the_tables(page: dict, tables: Path) -> None:
+    """Each download link decodes to the table file it names, byte for byte."""
+    assert page["downloads"], "no CSV download link"
+    for link in page["downloads"]:
+        prefix = "data:text/csv;charset=utf-8;base64,"
+        assert link["href"].startswith(prefix), link["href"][:60]
+        decoded = base64.b64decode(link["href"][len(prefix):]).decode()
+        assert decoded == (tables / link["name"]).read_text(), link["name"]
 
 
 def test_synthetic_report_renders_in_chromium(chromium, tmp_path):
-    from tests.test_report import HOSTILE_TITLE, synthetic_report
+    from tests.test_report import HOSTILE_TITLE, page_config, synthetic_report
 
-    report = synthetic_report(tmp_path, title=HOSTILE_TITLE)
+    report = synthetic_report(tmp_path, title=HOSTILE_TITLE, config=page_config())
     page = open_report(report, ARTIFACTS / "report-synthetic.png", chromium)
     assert_page_is_sound(page, report)
     # the config's title is text: shown verbatim, never run as a script
@@ -210,7 +260,12 @@ def test_synthetic_report_renders_in_chromium(chromium, tmp_path):
 
 
 @pytest.mark.workflow
-def test_tiny_workflow_report_renders_in_chromium(chromium, tiny_workdir):
+@pytest.mark.parametrize("width", [1280, 800])
+def test_tiny_workflow_report_renders_in_chromium(chromium, tiny_workdir, width):
     report = tiny_workdir / "results" / "report.html"
-    page = open_report(report, ARTIFACTS / "report-tiny.png", chromium)
+    page = open_report(report, ARTIFACTS / f"report-tiny-{width}.png", chromium, width=width)
     assert_page_is_sound(page, report)
+    assert_downloads_are_the_tables(page, tiny_workdir / "results" / "tables")
+    first = open_report(report, ARTIFACTS / f"report-first-screen-{width}.png", chromium, width=width,
+                        full_page=False)
+    assert first["errors"] == []

@@ -26,10 +26,10 @@ from optbench.train import checkpoint_schedule
 from tests.conftest import ROOT, TINY, snakemake
 
 HOSTILE_TITLE = '<script>window.__injected = true</script> & "quotes" <b>not bold</b>'
-FIGURES = {"figures": ["curves", "lr_grid", "lr_sensitivity", "trajectories", "early_stopping", "cost"],
-           "analysis_figures": ["scaling", "steps_to_target"], "gradvar_figures": ["gradvar", "noise_scale"]}
+FIGURES = {"figures": ["curves", "lr_grid", "sweep", "lr_sensitivity", "trajectories", "early_stopping", "cost"],
+           "analysis_figures": ["scaling", "steps_to_target", "critical_batch", "lr_forms"], "gradvar_figures": ["gradvar", "noise_scale"]}
 ALL_FIGURES = [name for names in FIGURES.values() for name in names]
-PAGE_TABLES = ["run_status", "claims", "best_lr_cells", "lr_sensitivity", "scaling", "trajectory_summary",
+PAGE_TABLES = ["run_status", "hyperparameter_importance", "critical_batch", "lr_noise_scale", "batch_scaling_common", "malladi", "claims", "best_lr_cells", "lr_sensitivity", "scaling", "trajectory_summary",
                "steps_to_target", "batch_scaling", "stopping_cells", "cost", "gradvar", "gradvar_slopes",
                "noise_pooled"]
 
@@ -156,7 +156,8 @@ def synthetic_report(tmp_path: Path, title: str = "synthetic", config: dict | No
     svgs = {name: figures.make(name, tables, config) for name in names} if draw else {}
     captions = {name: (TEMPLATE_DIR / f"{name}.rst").read_text() for name in svgs}
     page = {name: tables[name] for name in PAGE_TABLES if name in tables}
-    html = render(build_context(config, page, svgs, captions, provenance(config, ROOT)))
+    csv_texts = {name: (tmp_path / f"{name}.csv").read_text() for name in page}
+    html = render(build_context(config, page, svgs, captions, provenance(config, ROOT), csv_texts))
     path = tmp_path / "report.html"
     path.write_text(html)
     return path
@@ -341,9 +342,9 @@ def test_default_sized_report_stays_under_5_mb(tmp_path):
 
 def test_claims_table_shows_badges_reasons_domains_and_links(full_report):
     claims = section(full_report, "claims", "setup")
-    for claim in [f"C{i}" for i in range(1, 11)]:
+    for claim in verdicts.CLAIMS:
         assert f"<td>{claim}</td>" in claims
-    assert claims.count('<td class="verdict"') == 10
+    assert claims.count('<td class="verdict"') == len(verdicts.CLAIMS) == 15
     assert "domain of validity" in claims
     assert 'href="#scaling"' in claims and 'href="#fig-curves"' in claims
 
@@ -407,6 +408,8 @@ def test_snakemake_report_collects_the_figures(tiny_workdir, tmp_path):
     snakemake(tiny_workdir, "--report", str(target))
     text = target.read_text(errors="replace")
     assert "curves.svg" in text and "lr_sensitivity.svg" in text
+    for table in ("claims", "best_lr_cells", "scaling", "steps_to_target", "noise_pooled"):  # tables, not only figures
+        assert f"filename={table}.csv;base64," in text, table
 
 
 def report_job_inputs(workdir: Path, *args: str) -> list[str]:
@@ -424,6 +427,6 @@ def test_report_asks_for_the_tables_and_figures_of_the_stages_present(tmp_path):
             "results/figures/gradvar.svg", "results/figures/noise_scale.svg"} <= set(with_probes)
     without = report_job_inputs(tmp_path, "--config", 'grad_variance={"probes": []}')
     outputs = [path for path in without if path.startswith("results/")]  # the rest: templates, code
-    assert not [path for path in outputs if "gradvar" in path or "noise" in path]
+    assert not [path for path in outputs if "gradvar" in path or "noise_pooled" in path or "noise_scale.svg" in path]
     assert {f"results/figures/{name}.svg" for name in FIGURES["figures"]} <= set(without)
     assert {"results/tables/claims.csv", "results/tables/run_status.csv"} <= set(without)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from optbench import analysis, noise, verdicts
+from optbench import analysis, critical, noise, verdicts
 from optbench.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 from tests.test_analysis import SETTINGS, SGD_GRID, STEPS, decay, planted_grid, run_rows
 
@@ -187,6 +187,65 @@ PLANTED = {
             "false": (lambda: stopping_tables(OVERFIT, np.r_[OVERFIT[:-1], 0.5]), NOT_SUPPORTED, "does not beat"),
             "undecided": (lambda: stopping_tables(MONOTONE, MONOTONE), INCONCLUSIVE, "no best-LR run overfits")},
 }
+def estimates(*rows, optimizer="sgd") -> dict:
+    """critical_batch.csv rows: (kind, value, low, high)."""
+    return {"critical_batch": pd.DataFrame([{"optimizer": optimizer, "estimate": kind, "kind": kind, "value": value,
+                                             "low": low, "high": high, "note": ""} for kind, value, low, high in rows])}
+
+
+def lr_fit(optimizer, form, b_noise, low, high, gain=(0.02, 0.01, 0.03), censored=0, batch_max=1024,
+           pairs=None) -> dict:
+    """lr_noise_scale.csv's row of `optimizer`, with batch_scaling (6 batch sizes), run_status (n) and scaling."""
+    fit = pd.DataFrame([{"optimizer": optimizer, "form": form, "confidence": 0.95, "seeds": 3, "batch_size_min": 32,
+                         "batch_size_max": batch_max, "b_noise": b_noise, "b_noise_low": low, "b_noise_high": high,
+                         "b_noise_censored": censored, "b_noise_beyond": censored, "lr_max": 0.1, "lr_censored": 0,
+                         "cv_gain": gain[0], "cv_gain_low": gain[1], "cv_gain_high": gain[2]}])
+    tables = {"lr_noise_scale": fit, "batch_scaling": pd.DataFrame([{"optimizer": optimizer, "batch_sizes": 6}]),
+              "status": pd.DataFrame({"n_train": [3600]})}
+    last = pairs or (-0.5, -0.7, -0.3)
+    tables["scaling"] = pd.DataFrame([{"optimizer": optimizer, "objective": "train", "kind": "pair", "m_low": 512,
+                                       "m_high": 1024, "alpha": last[0], "alpha_low": last[1], "alpha_high": last[2]}])
+    return tables
+
+
+def knees(*rows) -> dict:
+    return {"batch_scaling_common": pd.DataFrame([{"optimizer": o, "knee": v, "knee_low": lo, "knee_high": hi,
+                                                   "n_seeds": 3, "target_loss": 1.2} for o, v, lo, hi in rows])}
+
+
+def malladi(*rows) -> dict:
+    return {"malladi": pd.DataFrame([{"k": k, "batch_size": 256 // k, "lr": 0.001, "seed": -1, "kind": "summary",
+                                      "gain": (lo + hi) / 2, "gain_low": lo, "gain_high": hi, "seeds": 3,
+                                      "floor": floor} for k, lo, hi, floor in rows])}
+
+
+PLANTED.update({
+    "L1": {"true": (lambda: estimates(("knee", 100, 80, 125), ("simple", 150, math.nan, math.nan),
+                                      ("lr_mccandlish", 200, 150, 260)), SUPPORTED, "all 3 estimates within ×10"),
+           "false": (lambda: estimates(("knee", 100, 80, 125), ("simple", 3000, math.nan, math.nan),
+                                       ("lr_mccandlish", 150, 120, 190)), NOT_SUPPORTED, "more than ×10 apart"),
+           "undecided": (lambda: estimates(("knee", 100, 80, 125), ("simple", 150, math.nan, math.nan),
+                                           ("lr_mccandlish", math.inf, math.nan, math.nan)), INCONCLUSIVE,
+                         "2 estimates defined")},
+    "L2": {"true": (lambda: lr_fit("sgd", "mccandlish", 100, 80, 130), SUPPORTED, "predicts held-out batch sizes"),
+           "false": (lambda: lr_fit("sgd", "mccandlish", 100, 80, 130, gain=(-0.03, -0.05, -0.01)), NOT_SUPPORTED,
+                     "power law predicts held-out batch sizes better"),
+           "undecided": (lambda: lr_fit("sgd", "mccandlish", 5000, 3000, 9000), INCONCLUSIVE,
+                         "beyond the grid's batch sizes")},
+    "L3": {"true": (lambda: knees(("sgd", 100, 80, 120), ("sgd_momentum", 400, 300, 500),
+                                  ("adam", 1000, 800, 1300)), SUPPORTED, "every pair ordered"),
+           "false": (lambda: knees(("sgd", 100, 80, 120), ("sgd_momentum", 400, 300, 500), ("adam", 50, 40, 60)),
+                     NOT_SUPPORTED, "Adam below momentum SGD"),
+           "undecided": (lambda: knees(("sgd", 100, 80, 120), ("adam", 1000, 800, 1300)), INCONCLUSIVE,
+                         "not in this grid")},
+    "L4": {"true": (lambda: malladi((4, 0.05, 0.09, 0.02), (16, 0.1, 0.2, 0.02)), SUPPORTED, "at every k"),
+           "false": (lambda: malladi((4, -0.02, 0.01, 0.03), (16, 0.1, 0.2, 0.02)), NOT_SUPPORTED, "k = [4]"),
+           "undecided": (lambda: malladi((4, 0.01, 0.06, 0.03)), INCONCLUSIVE, "contains the noise floor")},
+    "L5": {"true": (lambda: lr_fit("adam", "surge", 200, 150, 260), SUPPORTED, "lr* falls past the peak"),
+           "false": (lambda: lr_fit("adam", "surge", 200, 150, 260, pairs=(0.35, 0.2, 0.5)), NOT_SUPPORTED,
+                     "lr* still rises"),
+           "undecided": (lambda: lr_fit("adam", "surge", 5000, 3000, 9000), INCONCLUSIVE, "cannot show it")},
+})
 CASES = [(claim, case) for claim, cases in PLANTED.items() for case in cases]
 
 
@@ -236,6 +295,15 @@ PARAMETERS = [
     ("C9", "min_fraction", 0.9, "slow_three_of_four", NOT_SUPPORTED, "reach 90 %"),
     ("C10", "min_overfit_runs", 4, "true", INCONCLUSIVE, "fewer than 4"),
     ("C10", "margin", 1.0, "true", NOT_SUPPORTED, "above 1 nats"),
+    ("L1", "factor", 1.2, "true", INCONCLUSIVE, "factor 1.2"),
+    ("L1", "min_estimates", 4, "true", INCONCLUSIVE, "at least 4 estimates"),
+    ("L1", "optimizers", ["adam"], "true", INCONCLUSIVE, "[Adam]"),
+    ("L2", "optimizer", "adam", "true", INCONCLUSIVE, "For Adam"),
+    ("L2", "min_batch_sizes", 8, "true", INCONCLUSIVE, "at least 8 batch sizes"),
+    ("L3", "order", ["adam", "sgd_momentum", "sgd"], "true", NOT_SUPPORTED, "Adam < momentum SGD < SGD"),
+    ("L5", "beyond", 8, "true", INCONCLUSIVE, "×8 the peak"),
+    ("L5", "optimizer", "sgd", "true", INCONCLUSIVE, "For SGD"),
+    ("L5", "min_batch_sizes", 8, "true", INCONCLUSIVE, "at least 8 batch sizes"),
 ]
 PLANTED["C9"]["slow_three_of_four"] = (lambda: sensitivity(below_slower=3), SUPPORTED, "both halves hold")
 PLANTED["C2"]["two_of_three"] = (lambda: analyzed(pd.concat([sgd_and_adam(batch_sizes=(16, 64)), sgd_and_adam(
@@ -356,8 +424,14 @@ def test_every_sgd_lr_diverging_is_named_with_the_grids_seed_count(rules):
 
 
 def test_evaluate_claims_gives_every_claim_one_allowed_verdict(config):
-    claims = verdicts.evaluate_claims(analyzed(sgd_and_adam()), config)
-    assert list(claims["claim_id"]) == [f"C{i}" for i in range(1, 11)]
+    tables = analyzed(sgd_and_adam())
+    tables.update(lr_noise_scale=critical.lr_noise_scale(tables["best_lr"], {"sgd": "mccandlish", "adam": "surge"},
+                                                         0.95), malladi=critical.malladi_distances(
+        tables["runs"], [], 50, 0.95))
+    tables["critical_batch"] = critical.critical_batch_sizes(tables["batch_scaling"], None, tables["lr_noise_scale"],
+                                                             tables["runs"])
+    claims = verdicts.evaluate_claims(tables, config)
+    assert list(claims["claim_id"]) == [*[f"C{i}" for i in range(1, 11)], *[f"L{i}" for i in range(1, 6)]]
     assert list(claims.columns) == verdicts.COLUMNS
     assert set(claims["verdict"]) <= {SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE}
     assert (claims["rule"].str.len() > 40).all() and (claims["reason"].str.len() > 0).all()
@@ -369,6 +443,6 @@ def test_tiny_workflow_writes_claims(tiny_workdir):
     from optbench.tables import read_table
 
     claims = read_table(tiny_workdir / "results" / "tables" / "claims.csv", "claims")
-    assert list(claims["claim_id"]) == [f"C{i}" for i in range(1, 11)]
+    assert list(claims["claim_id"]) == list(verdicts.CLAIMS)
     assert set(claims["verdict"]) <= {SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE}
     assert (claims["reason"] != "").all()

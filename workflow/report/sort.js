@@ -13,3 +13,10 @@ document.querySelectorAll("table.sortable").forEach((table) => {
     [...body.rows].sort((a, b) => order(key(a), key(b)) * (ascending ? 1 : -1)).forEach((row) => body.appendChild(row));
   }));
 });
+// Type in a table's filter box to keep only the rows whose text contains it (case-insensitive).
+document.querySelectorAll("input.filter").forEach((input) => input.addEventListener("input", () => {
+  const table = document.getElementById(input.dataset.table), query = input.value.trim().toLowerCase();
+  [...table.tBodies[0].rows].forEach((row) => {
+    row.hidden = query !== "" && !row.textContent.toLowerCase().includes(query);
+  });
+}));

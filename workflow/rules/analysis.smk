@@ -9,7 +9,7 @@ rule analyze:
     input:
         **ANALYSIS_INPUTS,
     output:
-        **{name: f"results/tables/{name}.csv" for name in ANALYSIS_TABLES},
+        **{name: analysis_output(name) for name in ANALYSIS_TABLES},
         claims_json="results/tables/claims.json",
     log:
         "logs/analyze.log",

@@ -23,20 +23,50 @@ ANALYSIS_TABLES = [
     "lr_width_contrasts",
     "lr_sensitivity",
     "lr_picks",
+    "hyperparameter_importance",
     "scaling",
     "trajectories",
     "trajectory_summary",
     "steps_per_seed",
     "steps_to_target",
     "batch_scaling",
+    "batch_scaling_common",
     "early_stopping",
     "stopping_cells",
     "stopping_overall",
     "cost",
     "cost_cells",
+    "lr_noise_scale",
+    "lr_form_curves",
+    "critical_batch",
+    "malladi",
     "claims",
     *(["gradvar", "gradvar_slopes", "noise_pooled"] if PROBES_ON else []),
 ]
+
+
+# tables also shown by `snakemake --report` (captions: workflow/report/tables/<name>.rst)
+REPORT_TABLE_CATEGORIES = {
+    "claims": "Claims",
+    "best_lr_cells": "Learning rate",
+    "lr_sensitivity": "Learning rate",
+    "scaling": "Scaling rules",
+    "steps_to_target": "Steps to target",
+    "batch_scaling": "Steps to target",
+    "stopping_cells": "When to stop",
+    "noise_pooled": "Gradient noise",
+}
+
+
+def analysis_output(name):
+    path = f"results/tables/{name}.csv"
+    if name not in REPORT_TABLE_CATEGORIES:
+        return path
+    return report(
+        path,
+        caption=f"../report/tables/{name}.rst",
+        category=REPORT_TABLE_CATEGORIES[name],
+    )
 
 
 def analysis_benchmarks(wildcards):

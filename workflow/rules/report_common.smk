@@ -9,6 +9,7 @@ REPORT_FIGURES = {
     "figures": {
         "curves": "Training curves",
         "lr_grid": "Training curves",
+        "sweep": "Learning rate",
         "lr_sensitivity": "Learning rate",
         "trajectories": "Learning rate",
         "early_stopping": "When to stop",
@@ -17,6 +18,8 @@ REPORT_FIGURES = {
     "analysis_figures": {
         "scaling": "Scaling rules",
         "steps_to_target": "Steps to target",
+        "critical_batch": "Critical batch size",
+        "lr_forms": "Critical batch size",
     },
     "gradvar_figures": {"gradvar": "Gradient noise", "noise_scale": "Gradient noise"},
 }
@@ -24,18 +27,26 @@ REPORT_FIGURES = {
 FIGURE_TABLES = {
     "curves": ["curve_bands", "best_lr_cells"],
     "lr_grid": ["curve_bands"],
+    "sweep": ["lr_scores", "hyperparameter_importance"],
     "lr_sensitivity": ["lr_scores", "lr_summary", "best_lr_cells", "best_lr"],
     "trajectories": ["minibatch", "lr_picks"],
     "early_stopping": ["lr_scores", "lr_summary"],
     "cost": ["run_status", "cost_cells"],
     "scaling": ["best_lr", "best_lr_cells", "scaling"],
     "steps_to_target": ["steps_to_target", "batch_scaling"],
+    "critical_batch": ["critical_batch"],
+    "lr_forms": ["best_lr", "lr_form_curves"],
     "gradvar": ["gradvar", "gradvar_slopes"],
     "noise_scale": ["gradvar_slopes"],
 }
 # the tables the page's sections show
 REPORT_TABLES = [
     "run_status",
+    "critical_batch",
+    "lr_noise_scale",
+    "batch_scaling_common",
+    "malladi",
+    "hyperparameter_importance",
     "claims",
     "best_lr_cells",
     "lr_sensitivity",
