@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import math
-import time
+from time import perf_counter  # a module-level name, so a test can substitute its own clock
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from optbench.config import Run, steps_per_epoch
-from optbench.model import make_optimizer
+from optbench.model import optimizer_param_group
 from optbench.train import RunResult, checkpoint_schedule, cpu_copy, derived_seed, init_model, training_state
 
 CACHE_BYTES = 2 ** 20  # activations per forward/backward chunk of members: about an L2 cache
+GATHER_BYTES = 8 * 2 ** 20  # mini-batch samples gathered at once for the coming steps of every member
 
 
 def stacked_parameters(models: list[nn.Sequential]) -> dict[str, torch.Tensor]:
@@ -57,84 +58,127 @@ def member_chunk(batch_size: int, width: int, element_size: int = 4) -> int:
     return max(1, CACHE_BYTES // (batch_size * width * element_size))
 
 
+def epoch_batches(x: torch.Tensor, y: torch.Tensor, permutations: torch.Tensor, batch_size: int, steps: int,
+                  block: int):
+    """Each step's samples of every member, (members, batch, ...), from the members' permutations
+    (members, n): gathered `block` steps at a time (one indexing op, not one per step), step-major so
+    that each step's samples are contiguous; a last partial batch (drop_last: false) comes alone."""
+    members = len(permutations)
+    for first in range(0, steps, block):
+        count = min(block, steps - first)
+        index = permutations[:, first * batch_size:(first + count) * batch_size]
+        full = min(count, index.shape[1] // batch_size)
+        by_step = index[:, :full * batch_size].reshape(members, full, batch_size).transpose(0, 1).contiguous()
+        yield from zip(x[by_step], y[by_step])
+        if full < count:
+            rest = index[:, full * batch_size:]
+            yield x[rest], y[rest]
+
+
 class VectorisedOptimizer:
-    """torch.optim's SGD / Adam / AdamW formulas on stacked parameters with one learning rate per member.
+    """torch.optim's SGD / Adam / AdamW on stacked parameters with one learning rate per member.
 
     torch.optim takes one scalar lr per group, so it is exact on a bundle only when members share it;
     the state keys (step, exp_avg, exp_avg_sq, momentum_buffer) are torch.optim's, per stacked tensor.
+    The update is torch.optim's own fused kernel (its `fused=True` path: one pass over parameter,
+    gradient and state per element), one call per run of members sharing a learning rate (a bundle
+    is lr-major: 12 calls for the default bundle), each given every member's tensors separately.
+    Separately, because the kernel rounds its vectorised body and its scalar tail differently: on a
+    slice of several members, which elements fall in the tail would depend on the bundle's make-up,
+    and a resumed bundle split by its members' saved steps, or one a diverged member left, would no
+    longer be bit-identical. It replaced ~10 elementwise ops per tensor, which profiled at ~40 % of a
+    batch-16 step (BENCHMARKS.md); its rounding differs from that op-by-op formula by an ulp or so.
     """
 
     def __init__(self, name: str, params: list[torch.Tensor], lrs: list[float], options: dict):
         if name not in ("sgd", "adam", "adamw"):
             raise ValueError(f"unknown optimizer '{name}'; expected one of sgd, adam, adamw")
         self.name, self.params, self.options = name, params, options
-        self.lrs = torch.tensor(lrs, dtype=params[0].dtype, device=params[0].device)
         self.state: dict[torch.Tensor, dict] = {p: {} for p in params}
         self.weight_decay = options.get("weight_decay", 0.01 if name == "adamw" else 0.0)
+        self.lrs = [float(lr) for lr in lrs]
+        self._views: dict = {}  # member range → (the tensors they were cut from, its runs)
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
+    def _runs(self, members: slice, keys: list[str]) -> list[tuple]:
+        """(lr, first, last, [params, *state[key] for key in keys]) per run of equal learning rates
+        within `members`: flat lists of the members' own tensors, parameter-major, cut once and
+        reused while the underlying tensors stay the same (a resume replaces the state tensors)."""
+        sources = tuple(t for p in self.params for t in (p, *(self.state[p][k] for k in keys)))
+        cache_key = (members.start, members.stop, len(keys))
+        cached, runs = self._views.get(cache_key, ((), []))
+        if len(cached) != len(sources) or any(a is not b for a, b in zip(cached, sources)):
+            per_member = [t.unbind(0) for t in sources]
+            runs, first = [], members.start
+            for end in range(members.start + 1, members.stop + 1):
+                if end == members.stop or self.lrs[end] != self.lrs[first]:
+                    lists = [[m for j in range(i, len(sources), 1 + len(keys)) for m in per_member[j][first:end]]
+                             for i in range(1 + len(keys))]
+                    runs.append((self.lrs[first], first, end, lists))
+                    first = end
+            self._views[cache_key] = (sources, runs)
+        return runs
+
+    @staticmethod
+    def _run_grads(grads: list[torch.Tensor], members: slice, runs: list[tuple]) -> list[list[torch.Tensor]]:
+        """Each run's gradients in its parameter-major order, from the range's stacked gradients."""
+        per_member = [g.unbind(0) for g in grads]
+        return [[m for g in per_member for m in g[first - members.start:end - members.start]]
+                for _, first, end, _ in runs]
+
     @torch.no_grad()
-    def step(self) -> None:
-        for p in self.params:
-            lr = self.lrs.view(-1, *[1] * (p.dim() - 1))
-            if self.name == "sgd":
-                self._sgd(p, lr)
-            else:
-                self._adam(p, lr)
+    def step(self, members: slice | None = None, grads: list[torch.Tensor] | None = None,
+             advance: bool = True) -> None:
+        """Update `members` (default: all) from `grads`, one per parameter holding those members'
+        gradients (default: each parameter's .grad). A step may be taken range by range as each
+        range's gradients arrive; `advance` counts the step (Adam's step counter): pass it once per step."""
+        members = slice(*(members or slice(None)).indices(len(self.params[0]))[:2])
+        grads = grads if grads is not None else [p.grad for p in self.params]
+        if self.name == "sgd":
+            self._sgd(members, grads)
+        else:
+            self._adam(members, grads, advance)
 
-    def _sgd(self, p, lr) -> None:
-        grad = p.grad if self.weight_decay == 0 else p.grad.add(p, alpha=self.weight_decay)
+    def _sgd(self, members, grads) -> None:
         momentum = self.options.get("momentum", 0.0)
-        if momentum != 0:
-            state = self.state[p]
-            if "momentum_buffer" not in state:
-                state["momentum_buffer"] = grad.detach().clone()
-            else:
-                state["momentum_buffer"].mul_(momentum).add_(grad)
-            grad = state["momentum_buffer"]
-        p.sub_(lr * grad)
+        if momentum != 0 and "momentum_buffer" not in self.state[self.params[0]]:
+            # zeros, not torch's copy of the first gradient: 0·momentum + g is that copy, bit for bit,
+            # and the first step may come range by range
+            for p in self.params:
+                self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+        runs = self._runs(members, ["momentum_buffer"] if momentum != 0 else [])
+        for (lr, _, _, (params, *buffers)), run_grads in zip(runs, self._run_grads(grads, members, runs)):
+            torch._fused_sgd_(params, run_grads, buffers[0] if buffers else [], weight_decay=self.weight_decay,
+                              momentum=momentum, lr=lr, dampening=0.0, nesterov=False, maximize=False,
+                              is_first_step=False)
 
-    def _adam(self, p, lr) -> None:
+    def _adam(self, members, grads, advance) -> None:
         beta1, beta2 = self.options.get("betas", (0.9, 0.999))
-        eps = self.options.get("eps", 1e-8)
-        state = self.state[p]
-        if not state:
-            state.update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
-        state["step"] += 1
-        grad = p.grad
-        if self.weight_decay != 0:
-            if self.name == "adamw":
-                p.mul_(1 - lr * self.weight_decay)
-            else:
-                grad = grad.add(p, alpha=self.weight_decay)
-        state["exp_avg"].lerp_(grad, 1 - beta1)
-        state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        step = state["step"].item()
-        # p -= lr / bc1 · m / (√v / √bc2 + eps), in place: dividing denom by the per-member step size
-        denom = state["exp_avg_sq"].sqrt().div_((1 - beta2 ** step) ** 0.5).add_(eps)
-        p.addcdiv_(state["exp_avg"], denom.div_(lr / (1 - beta1 ** step)), value=-1)
-
-
-def make_bundle_optimizer(name: str, params: list[torch.Tensor], lrs: list[float], options: dict):
-    """torch.optim where the members share a learning rate (exact: its updates are elementwise), else ours."""
-    if len(set(lrs)) == 1:
-        return make_optimizer(name, params, lrs[0], options)
-    return VectorisedOptimizer(name, params, lrs, options)
+        for p in self.params:
+            if not self.state[p]:
+                self.state[p].update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(p),
+                                     exp_avg_sq=torch.zeros_like(p))
+        steps = [self.state[p]["step"] for p in self.params]
+        if advance:
+            torch._foreach_add_(steps, 1)
+        kernel = torch._fused_adamw_ if self.name == "adamw" else torch._fused_adam_
+        runs = self._runs(members, ["exp_avg", "exp_avg_sq"])
+        for (lr, first, end, (params, exp_avgs, exp_avg_sqs)), run_grads in zip(runs, self._run_grads(grads, members, runs)):
+            kernel(params, run_grads, exp_avgs, exp_avg_sqs, [], [t for t in steps for _ in range(end - first)],
+                   lr=lr, beta1=beta1, beta2=beta2, weight_decay=self.weight_decay,
+                   eps=self.options.get("eps", 1e-8), amsgrad=False, maximize=False)
 
 
 def member_optimizer_state(name: str, optimizer, params: list[torch.Tensor], member: int,
                            lr: float, options: dict) -> dict:
-    """The member's slice as the state_dict of a solo torch.optim run (so resume files mix freely)."""
-    solo_params = [nn.Parameter(p.detach()[member].clone()) for p in params]
-    solo = make_optimizer(name, solo_params, lr, options)
-    for p, q in zip(params, solo_params):
-        state = optimizer.state.get(p, {})
-        solo.state[q] = {k: (v.detach().clone() if k == "step" else v.detach()[member].clone())
-                         for k, v in state.items()}
-    return solo.state_dict()
+    """The member's slice as the state_dict of a solo torch.optim run (so resume files mix freely),
+    built without a torch.optim optimizer (see optbench.model.optimizer_param_group)."""
+    state = {index: {k: (v.detach().clone() if k == "step" else v.detach()[member].clone())
+                     for k, v in optimizer.state.get(p, {}).items()} for index, p in enumerate(params)}
+    return {"state": state, "param_groups": [optimizer_param_group(name, lr, options, len(params))]}
 
 
 def load_member_optimizer_state(optimizer, params: list[torch.Tensor], member: int, state_dict: dict) -> None:
@@ -161,6 +205,12 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
     `resumes[i]` is member i's training_state() (train_run's format); all must be at the same step.
     `on_epoch_end(states_fn)` is called after every epoch; states_fn() builds every member's
     training_state (built only if the caller saves).
+
+    Time: each epoch's loop time (from its permutations to its log line, resume saves excluded) is
+    shared equally among the members training at the epoch's start, a member that diverges during
+    it included; from the next epoch on a diverged member stops accruing. So the members'
+    train_seconds (each continuing from its resumed value) add up to the bundle's loop time, and a
+    grid's summed train_seconds never exceeds the wall time of its train jobs.
     """
     (name,), (batch_size,) = {r.optimizer for r in runs}, {r.batch_size for r in runs}
     train_cfg, options = config["train"], config["optimizers"][name]
@@ -180,21 +230,18 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
     stacked = {k: v.to(device) for k, v in stacked_parameters(models).items()}
     params = list(stacked.values())
     # Members go through forward and backward in chunks whose activations stay in cache (measured
-    # ~2× faster at batch 256 than one product over all members); the update is one per bundle.
-    # Each chunk computes on leaf views of the stacked tensors whose .grad are views of the stacked
-    # gradients, so backward accumulates in place (no zero-filled full-size gradient per chunk).
+    # ~2× faster at batch 256 than one product over all members), each chunk on leaf views of the
+    # stacked tensors; its members are updated as soon as its gradients exist, from autograd's own
+    # gradient tensors, still in cache (no zero-filled stacked gradient to accumulate into and
+    # clear: three passes over every parameter per step, ~40 % of a step at the tutorial's 784-512-512).
     chunk = member_chunk(batch_size, max(config["model"]["hidden"] + [x[0].numel()]))
     chunks = [slice(start, start + chunk) for start in range(0, len(runs), chunk)]
-    for p in params:
-        p.grad = torch.zeros_like(p)
-    chunk_params = []
-    for part in chunks:
-        views = {k: p[part].requires_grad_() for k, p in stacked.items()}
-        for k, view in views.items():
-            view.grad = stacked[k].grad[part]
-        chunk_params.append(views)
+    # Samples are gathered for `block` steps at a time (one indexing op, not one per step and chunk),
+    # within GATHER_BYTES whatever the data's width.
+    block = max(1, GATHER_BYTES // (len(runs) * batch_size * x[0].numel() * x.element_size()))
+    chunk_params = [{k: p[part].requires_grad_() for k, p in stacked.items()} for part in chunks]
     lrs = [run.lr for run in runs]
-    optimizer = make_bundle_optimizer(name, params, lrs, options)
+    optimizer = VectorisedOptimizer(name, params, lrs, options)
     orders = [torch.Generator().manual_seed(derived_seed(run.seed, "order")) for run in runs]
     for member, (result, resume) in enumerate(zip(results, resumes)):
         if resume is None:
@@ -214,6 +261,7 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
     pending = [[s for s in schedule if s not in r.checkpoint_steps] for r in results]
     scheduled = set(schedule)
     active = torch.tensor([r.status == "ok" for r in results], device=device)
+    active_parts = [active[part] for part in chunks]  # views: updating one updates `active`
 
     def member_state(member: int) -> dict:
         return cpu_copy({k: stacked[k][member] for k in keys})
@@ -232,57 +280,61 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
         results[member].diverge(at, pending[member])
         log(f"{runs[member]}: diverged at step {at} (non-finite mini-batch loss)")
 
-    started = time.perf_counter() - training[0].train_seconds
     if step == 0:
         for member in range(len(runs)):
             if pending[member] and pending[member][0] == 0:
                 checkpoint(member, 0)
     log_every = train_cfg["log_every"]
     while active.any() and step < total:
+        epoch_started, sharing = perf_counter(), torch.nonzero(active).flatten().tolist()
         # Every member draws its permutation each epoch, as its solo run would (diverged ones too: unused).
         permutations = torch.stack([torch.randperm(n, generator=g) for g in orders]).to(device)
         logged_steps, logged_losses = [], []
-        for batch in range(per_epoch):
-            index = permutations[:, batch * batch_size:(batch + 1) * batch_size]
-            step_losses = torch.empty(len(runs), device=device)
-            for part, views in zip(chunks, chunk_params):
-                losses = member_losses(views, x[index[part]], y[index[part]])
-                step_losses[part] = losses.detach()
-                finite = torch.isfinite(losses.detach())
-                if not bool(finite[active[part]].all()):
-                    for member in (torch.nonzero(active[part] & ~finite).flatten() + part.start).tolist():
-                        diverge(member, step + 1)
-                    active[part] &= finite
+        for x_step, y_step in epoch_batches(x, y, permutations, batch_size, per_epoch, block):
+            chunk_losses = []
+            for part, views, chunk_active in zip(chunks, chunk_params, active_parts):
+                losses = member_losses(views, x_step[part], y_step[part])
                 # where(), not a product: 0 × NaN would leak NaN into the shared backward.
-                torch.where(active[part], losses, torch.zeros_like(losses)).sum().backward()
+                objective = torch.where(chunk_active, losses, 0.0).sum()
+                if not math.isfinite(objective.item()):  # rare: find the active members whose loss is not finite
+                    finite = torch.isfinite(losses.detach())
+                    for member in (torch.nonzero(chunk_active & ~finite).flatten() + part.start).tolist():
+                        diverge(member, step + 1)
+                    chunk_active &= finite
+                    objective = torch.where(chunk_active, losses, 0.0).sum()
+                objective.backward()
+                chunk_losses.append(losses.detach())
+                # diverged members are updated too (from zero gradients), as before: never observed
+                optimizer.step(part, [view.grad for view in views.values()], advance=part.start == 0)
+                for view in views.values():
+                    view.grad = None
             if not active.any():
                 break
-            optimizer.step()
-            for p in params:
-                p.grad.zero_()
             step += 1
             if step % log_every == 0:
                 logged_steps.append(step)
-                logged_losses.append(torch.where(active, step_losses, math.nan))
+                logged_losses.append(chunk_losses[0] if len(chunks) == 1 else torch.cat(chunk_losses))
             if step in scheduled:  # a set lookup per step; the members are visited only at checkpoints
                 for member in torch.nonzero(active).flatten().tolist():
                     if pending[member] and pending[member][0] == step:
                         checkpoint(member, step)
         table = torch.stack(logged_losses).to("cpu", torch.float64).T.tolist() if logged_losses else []
-        elapsed = time.perf_counter() - started
         for member, result in enumerate(results):
-            if table:
-                keep = [(s, v) for s, v in zip(logged_steps, table[member]) if not math.isnan(v)]
-                result.log_steps += [s for s, _ in keep]
-                result.log_losses += [v for _, v in keep]
+            # a member logs the steps it trained: all of them, or those before its divergence
+            last = step if result.status == "ok" else result.diverged_step - 1
+            keep = [(s, v) for s, v in zip(logged_steps, table[member] if table else []) if s <= last]
+            result.log_steps += [s for s, _ in keep]
+            result.log_losses += [v for _, v in keep]
             if result.status == "ok":
                 result.steps_done = step
                 result.epochs_done += 1
-            result.train_seconds = elapsed
         ok = [r for r in results if r.status == "ok"]
         if ok:
             log(f"bundle of {len(runs)} ({name}, bs {batch_size}): epoch {ok[0].epochs_done}/{train_cfg['epochs']} "
                 f"step {step}, {len(ok)} members training")
+        share = (perf_counter() - epoch_started) / len(sharing)
+        for member in sharing:
+            results[member].train_seconds += share
         if on_epoch_end is not None:
             on_epoch_end(lambda: [member_training_state(member) for member in range(len(runs))])
         alive = [m for m, r in enumerate(results) if r.status == "ok"]

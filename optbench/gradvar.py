@@ -19,6 +19,7 @@ from optbench.tables import PROBE_TABLES, TABLES, combine
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 TUTORIAL_M = 100              # "with a mini-batch size of 100, effect of noise is divided by 100"
 FALLBACK_ELEMENTS = 2**24     # per-sample gradient entries one vmap chunk may hold (64 MiB in float32)
+FACTOR_ELEMENTS = 2**22       # gathered a_i, δ_i entries one mini-batch product may hold (16 MiB in float32)
 
 def cross_entropy_per_sample(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """f_i of every sample in a chunk: the tutorial's nn.CrossEntropyLoss without its mean."""
@@ -38,6 +39,9 @@ class GradientStats:
     grad: dict[str, torch.Tensor]
     sq_norms: dict[str, torch.Tensor]
     fallback: list[str]
+    # parameter name → (a, δ) over all n samples, for the nn.Linear parameters the identity covers
+    # (gradient_stats(keep_factors=True)): ∇_W f_i = δ_i a_iᵀ, ∇_b f_i = δ_i (a is None for a bias)
+    factors: dict[str, tuple[torch.Tensor | None, torch.Tensor]] | None = None
 
     def flat_grad(self) -> torch.Tensor:
         return torch.cat([g.flatten() for g in self.grad.values()])
@@ -62,7 +66,8 @@ class GradientStats:
 
 def gradient_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                    loss_fn: LossFn = cross_entropy_per_sample, chunk_size: int = 4096,
-                   use_linear_identity: bool = True, fallback_elements: int = FALLBACK_ELEMENTS) -> GradientStats:
+                   use_linear_identity: bool = True, fallback_elements: int = FALLBACK_ELEMENTS,
+                   keep_factors: bool = False) -> GradientStats:
     """∇f, f and per-sample squared gradient norms from one sum-reduced backward per chunk.
 
     For an nn.Linear called once per forward on 2-D inputs, ||∇_W f_i||² = ||δ_i||²·||a_i||² and
@@ -72,8 +77,11 @@ def gradient_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     the torch.func.vmap(grad(...)) fallback in sub-chunks of at most `fallback_elements` gradient
     entries; no n × P per-sample matrix is ever built. `loss_fn` returns per-sample losses. The
     caller picks the mode (eval mode for σ²): samples must not interact (no train-mode BatchNorm).
+    keep_factors keeps every covered layer's a_i and δ_i (n × (in + out) floats per layer), from
+    which minibatch_errors forms any mini-batch gradient without another backward.
     """
     named = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    factor_pieces: dict[str, list[tuple]] = {}
     module_names = {module: name for name, module in model.named_modules()}
     grad_sum = {name: torch.zeros(p.shape, dtype=torch.float64, device=p.device) for name, p in named.items()}
     pieces: dict[str, list[torch.Tensor]] = {name: [] for name in named}
@@ -96,6 +104,9 @@ def gradient_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             if g is not None:
                 grad_sum[name] += g.double()
         chunk_norms = _linear_sq_norms(captured, module_names, named)
+        if keep_factors:
+            for name, pair in _linear_factors(captured, module_names, named).items():
+                factor_pieces.setdefault(name, []).append(pair)
         missing = [name for name in named if name not in chunk_norms]
         if missing:
             fallback.update(missing)
@@ -105,7 +116,11 @@ def gradient_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     n = len(x)
     return GradientStats(n=n, loss=loss_sum / n, grad={k: v / n for k, v in grad_sum.items()},
                          sq_norms={k: torch.cat(v) for k, v in pieces.items()},
-                         fallback=[name for name in named if name in fallback])
+                         fallback=[name for name in named if name in fallback],
+                         factors={name: (None if pairs[0][0] is None else torch.cat([a for a, _ in pairs]),
+                                         torch.cat([d for _, d in pairs]))
+                                  for name, pairs in factor_pieces.items()
+                                  if len(pairs) == len(pieces[name])} if keep_factors else None)
 
 
 def _capture_hook(captured: dict):
@@ -118,20 +133,28 @@ def _capture_hook(captured: dict):
     return hook
 
 
-def _linear_sq_norms(captured: dict, module_names: dict, named: dict) -> dict[str, torch.Tensor]:
-    norms = {}
+def _linear_factors(captured: dict, module_names: dict, named: dict) -> dict[str, tuple]:
+    """parameter name → (a, δ) of the chunk (a None for a bias), for the Linear layers the identity covers.
+
+    A second call (shared weights) sums two outer products per sample; >2-D inputs sum over
+    positions: neither is one outer product per sample, so both are left out.
+    """
+    factors = {}
     for module, entries in captured.items():
-        # A second call (shared weights) sums two outer products per sample; >2-D inputs sum over
-        # positions: the product of norms no longer equals the norm of the sum.
         if len(entries) != 1 or entries[0]["a"].dim() != 2 or "delta" not in entries[0]:
             continue
         prefix = module_names[module] + "." if module_names[module] else ""
-        delta2 = _row_sq_norms(entries[0]["delta"])
         if prefix + "weight" in named:
-            norms[prefix + "weight"] = delta2 * _row_sq_norms(entries[0]["a"])
+            factors[prefix + "weight"] = (entries[0]["a"], entries[0]["delta"])
         if module.bias is not None and prefix + "bias" in named:
-            norms[prefix + "bias"] = delta2
-    return norms
+            factors[prefix + "bias"] = (None, entries[0]["delta"])
+    return factors
+
+
+def _linear_sq_norms(captured: dict, module_names: dict, named: dict) -> dict[str, torch.Tensor]:
+    """||∇_W f_i||² = ||δ_i||²·||a_i||², ||∇_b f_i||² = ||δ_i||² for the covered Linear layers."""
+    return {name: _row_sq_norms(delta) * (1 if a is None else _row_sq_norms(a))
+            for name, (a, delta) in _linear_factors(captured, module_names, named).items()}
 
 
 def _row_sq_norms(rows: torch.Tensor) -> torch.Tensor:
@@ -163,23 +186,81 @@ def _vmap_sq_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: 
 
 def minibatch_errors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, full_grad: torch.Tensor, m: int,
                      draws: int, generator: torch.Generator,
-                     loss_fn: LossFn = cross_entropy_per_sample) -> torch.Tensor:
+                     loss_fn: LossFn = cross_entropy_per_sample,
+                     factors: dict[str, tuple] | None = None) -> torch.Tensor:
     """e_k = g_{B_k} − ∇f (float64, draws × P) for `draws` independent uniform batches of size m.
 
-    Each batch is a fresh draw without replacement (not a slice of one shared permutation), and
-    g_B comes from an ordinary mean-reduced backward, independently of gradient_stats' algebra.
-    Memory is draws × P, never n × P.
+    Each batch is a fresh draw without replacement (not a slice of one shared permutation). Without
+    `factors`, g_B comes from an ordinary mean-reduced backward per draw, independently of
+    gradient_stats' algebra. With `factors` (GradientStats.factors: the a_i, δ_i of one backward over
+    all n samples), each covered nn.Linear layer's g_B is (1/m)·Σ_{i∈B} δ_i [a_i, 1]ᵀ (weight and
+    bias at once), one batched matmul over the draws per layer: 2·m·(in + 1)·out FLOPs per draw
+    instead of a forward and a backward. Where m > n/2 the sum runs over the n − m samples left out
+    (Σ_B = n·∇f − Σ_rest: fewer products, the same value). The other parameters still take a
+    backward per draw. The same generator gives the same draws either way. Memory: draws × P.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    errors = torch.empty(draws, full_grad.numel(), dtype=torch.float64)
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    factors = factors or {}
+    rest = [(name, p) for name, p in named if name not in factors]
+    columns, offset = {}, 0
+    for name, p in named:
+        columns[name] = slice(offset, offset + p.numel())
+        offset += p.numel()
+    n = len(x)
     full = full_grad.detach().double().cpu()
-    for k in range(draws):
-        index = torch.randperm(len(x), generator=generator)[:m].to(x.device)
-        loss = loss_fn(model(x[index]), y[index]).mean()
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        flat = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
-        errors[k] = flat.double().cpu() - full
-    return errors
+    errors = torch.empty(draws, full.numel(), dtype=torch.float64)
+    permutations = torch.stack([torch.randperm(n, generator=generator) for _ in range(draws)]).to(x.device)
+    for k in range(draws) if rest else ():
+        index = permutations[k, :m]
+        grads = torch.autograd.grad(loss_fn(model(x[index]), y[index]).mean(), [p for _, p in rest],
+                                    allow_unused=True)
+        for (name, p), g in zip(rest, grads):
+            errors[k, columns[name]] = (g if g is not None else torch.zeros_like(p)).flatten().double().cpu()
+    # errors = g·scale + offset per column, in one pass at the end: g_B − ∇f for the backward's g_B;
+    # Σ_B/m − ∇f, or (n·∇f − Σ_rest)/m − ∇f where the left-out samples are summed
+    complement = m > n / 2
+    scale, offset = torch.ones_like(full), -full
+    layers, table = _factor_table(factors) if factors else ([], None)
+    for _, _, *names in layers:
+        for name in filter(None, names):
+            scale[columns[name]] = -1 / m if complement else 1 / m
+            offset[columns[name]] += n / m * full[columns[name]] if complement else 0.0
+    if layers:
+        summed = permutations[:, m:] if complement else permutations[:, :m]
+        step = max(1, FACTOR_ELEMENTS // (max(summed.shape[1], 1) * table.shape[1]))  # draws per product
+        with torch.no_grad():
+            for start in range(0, draws, step):
+                index = summed[start:start + step]  # one gather: (draws, samples, Σ (in + 1 + out))
+                rows = table.index_select(0, index.flatten()).view(*index.shape, table.shape[1])
+                out = errors[start:start + step]
+                for a_cols, d_cols, weight, bias in layers:
+                    g = torch.bmm(rows[:, :, d_cols].transpose(1, 2), rows[:, :, a_cols])  # Σ δ [a, 1]ᵀ
+                    if weight is not None:
+                        out[:, columns[weight]].view_as(g[:, :, :-1]).copy_(g[:, :, :-1])
+                    if bias is not None:
+                        out[:, columns[bias]] = g[:, :, -1]
+    return torch.addcmul(offset, errors, scale, out=errors)
+
+
+def _factor_table(factors: dict[str, tuple]) -> tuple[list, torch.Tensor]:
+    """All covered layers' [a_i, 1, δ_i] side by side, one row per sample (so one gather serves every
+    layer), and per layer (a columns with the ones column, δ columns, weight name, bias name)."""
+    by_module: dict[str, dict] = {}
+    for name, (a, delta) in factors.items():
+        layer = by_module.setdefault(name.rpartition(".")[0], {"delta": delta, "a": None, "weight": None,
+                                                                "bias": None})
+        layer["bias" if a is None else "weight"] = name
+        if a is not None:
+            layer["a"] = a
+    pieces, layers, width = [], [], 0
+    for layer in by_module.values():
+        delta = layer["delta"]
+        a = layer["a"] if layer["a"] is not None else delta.new_zeros(len(delta), 0)
+        pieces += [a, delta.new_ones(len(delta), 1), delta]
+        a_cols = slice(width, width + a.shape[1] + 1)
+        layers.append((a_cols, slice(a_cols.stop, a_cols.stop + delta.shape[1]), layer["weight"], layer["bias"]))
+        width = a_cols.stop + delta.shape[1]
+    return layers, torch.cat(pieces, dim=1)
 
 
 def pair_products(errors: torch.Tensor, n: int, m: int) -> tuple[float, int]:
@@ -220,13 +301,13 @@ def probe_checkpoint(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_s
     (entropy, m): probe_run passes (config seed, run, step), so no two checkpoints share draws and a
     row does not depend on which other m values are probed."""
     model.eval()
-    gradient = gradient_stats(model, x, y, loss_fn, chunk_size)
+    gradient = gradient_stats(model, x, y, loss_fn, chunk_size, keep_factors=True)
     sigma2, grad_norm2, full = gradient.sigma2, gradient.grad_norm2, gradient.flat_grad()
     n = len(x)
     moments, samples = [], []
     for m in sorted(set(batch_sizes)):
         generator = torch.Generator().manual_seed(draw_seed(entropy, m))
-        errors = minibatch_errors(model, x, y, full, m, draws, generator, loss_fn)
+        errors = minibatch_errors(model, x, y, full, m, draws, generator, loss_fn, gradient.factors)
         pair_sum, pair_count = pair_products(errors, n, m)
         moments.append({"n": n, "m": m, "K": draws, "sigma2": sigma2, "grad_norm2": grad_norm2,
                         "train_loss": gradient.loss, "mean_error_sq": float(errors.mean(0).pow(2).sum()),

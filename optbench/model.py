@@ -1,6 +1,8 @@
 """The tutorial's MLP (Flatten → Linear → ReLU → … → Linear) and the optimizers from torch.optim."""
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -17,17 +19,36 @@ def make_mlp(input_size: int, hidden: list[int], n_classes: int = N_CLASSES) -> 
     return nn.Sequential(*layers)
 
 
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def optimizer_settings(name: str, lr: float, options: dict) -> dict:
+    """The keyword arguments of torch.optim.<name> for the config's optimizers.<name> table."""
+    if name == "sgd":
+        return {"lr": lr, "momentum": options.get("momentum", 0.0), "weight_decay": options.get("weight_decay", 0.0)}
+    if name in ("adam", "adamw"):
+        return {"lr": lr, "betas": tuple(options.get("betas", (0.9, 0.999))), "eps": options.get("eps", 1e-8),
+                "weight_decay": options.get("weight_decay", 0.0 if name == "adam" else 0.01)}
+    raise ValueError(f"unknown optimizer '{name}'; expected one of sgd, adam, adamw")
+
+
 def make_optimizer(name: str, params, lr: float, options: dict) -> torch.optim.Optimizer:
     """torch.optim.SGD / Adam / AdamW with the options from the config's optimizers.<name> table."""
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=options.get("momentum", 0.0),
-                               weight_decay=options.get("weight_decay", 0.0))
-    if name in ("adam", "adamw"):
-        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-        default_wd = 0.0 if name == "adam" else 0.01
-        return cls(params, lr=lr, betas=tuple(options.get("betas", (0.9, 0.999))),
-                   eps=options.get("eps", 1e-8), weight_decay=options.get("weight_decay", default_wd))
-    raise ValueError(f"unknown optimizer '{name}'; expected one of sgd, adam, adamw")
+    settings = optimizer_settings(name, lr, options)
+    return OPTIMIZERS[name](params, **settings)
+
+
+def optimizer_param_group(name: str, lr: float, options: dict, count: int) -> dict:
+    """make_optimizer(name, <count parameters>, lr, options).state_dict()["param_groups"][0], without
+    constructing an optimizer: the first torch.optim optimizer a process builds imports torch._dynamo
+    (1.3 s, measured), which a bundle job needs for nothing else. The keys are the class's keyword
+    defaults (AdamW: Adam with decoupled weight decay) and tests/test_bundle.py checks them against
+    torch.optim's own state_dict, so a torch upgrade that changes them fails there."""
+    signature = inspect.signature(OPTIMIZERS[name].__init__).parameters.items()
+    group = {k: p.default for k, p in signature if k not in ("self", "params") and p.default is not p.empty}
+    if name == "adamw":
+        group["decoupled_weight_decay"] = True
+    return {**group, **optimizer_settings(name, lr, options), "params": list(range(count))}
 
 
 def input_size(x: torch.Tensor) -> int:

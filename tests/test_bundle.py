@@ -7,7 +7,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from optbench.bundle import VectorisedOptimizer, member_chunk, member_losses, stacked_parameters, train_bundle
+from optbench.bundle import (VectorisedOptimizer, epoch_batches, member_chunk, member_losses, member_optimizer_state,
+                             stacked_parameters, train_bundle)
 from optbench.config import Run, partition
 from optbench.io import atomic_torch_save, load_tensors
 from optbench.model import make_optimizer
@@ -22,6 +23,18 @@ LRS = {"sgd": [0.05, 0.2, 0.1], "adam": [0.001, 0.004, 0.002], "adamw": [0.001, 
 
 def quiet(_):
     pass
+
+
+class TickingClock:
+    """A perf_counter that advances exactly 1 s per read. train_bundle reads its clock at each epoch's
+    start and end, so under it every epoch lasts 1 s and a bundle's loop time is its epoch count."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
 
 
 def twenty_steps(tensors, config, optimizer):
@@ -78,9 +91,57 @@ def test_vectorised_update_equals_torch_optim_per_member(optimizer):
             for q, g in zip(alone[m], grads):
                 q.grad = g[m].clone()
             optim.step()
-    for m in range(3):
+    for m in range(3):  # torch's fused kernel against its default update: within an ulp or two per step
         for p, q in zip(stacked, alone[m]):
             torch.testing.assert_close(p.detach()[m], q.detach(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_a_step_taken_member_range_by_range_equals_one_whole_step(optimizer):
+    """What the bundle does chunk by chunk (each range's own gradients, the step counted once) is
+    the whole-bundle update, bit for bit, though members 1-4 share a learning rate and a range cuts
+    them: each member's tensors go to the fused kernel on their own (its vectorised body and scalar
+    tail round differently, so a slice of several members would round by its length)."""
+    torch.manual_seed(0)
+    lrs = [0.3, 0.01, 0.01, 0.01, 0.01, 0.07]
+    shapes = [(6, 5, 4), (6, 5)]
+    whole = [torch.randn(shape) for shape in shapes]
+    ranged = [p.clone() for p in whole]
+    ours, by_range = (VectorisedOptimizer(optimizer, params, lrs, OPTIONS[optimizer]) for params in (whole, ranged))
+    for _ in range(4):
+        grads = [torch.randn(shape) for shape in shapes]
+        ours.step(grads=grads)
+        for part in (slice(0, 2), slice(2, 6)):
+            by_range.step(part, [g[part].clone() for g in grads], advance=part.start == 0)
+    for p, q in zip(whole, ranged):
+        assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_a_members_optimizer_state_is_torch_optims_state_dict_of_its_solo_run(optimizer):
+    """Built by hand (no torch.optim in a bundle job), yet equal to what a solo torch.optim holding the
+    member's slice of the state returns, param_groups included; a solo optimizer loads it and steps on."""
+    torch.manual_seed(0)
+    stacked = [torch.randn(3, 5, 4), torch.randn(3, 5)]
+    ours = VectorisedOptimizer(optimizer, stacked, LRS[optimizer], OPTIONS[optimizer])
+    ours.step(grads=[torch.randn_like(p) for p in stacked])
+    built = member_optimizer_state(optimizer, ours, stacked, 1, LRS[optimizer][1], OPTIONS[optimizer])
+    solo_params = [nn.Parameter(p[1].clone()) for p in stacked]
+    solo = make_optimizer(optimizer, solo_params, LRS[optimizer][1], OPTIONS[optimizer])
+    for p, q in zip(stacked, solo_params):
+        solo.state[q] = {k: (v.clone() if k == "step" else v[1].clone()) for k, v in ours.state[p].items()}
+    expected = solo.state_dict()
+    assert built["param_groups"] == expected["param_groups"]
+    assert built["state"].keys() == expected["state"].keys()
+    for index, state in expected["state"].items():
+        assert state.keys() == built["state"][index].keys()
+        assert all(torch.equal(state[k], built["state"][index][k]) for k in state)
+    fresh = make_optimizer(optimizer, [nn.Parameter(p[1].clone()) for p in stacked], LRS[optimizer][1],
+                           OPTIONS[optimizer])
+    fresh.load_state_dict(built)
+    for q in fresh.param_groups[0]["params"]:
+        q.grad = torch.ones_like(q)
+    fresh.step()
 
 
 def test_a_diverged_member_changes_no_other_member(mnist1d_tensors, config):
@@ -188,3 +249,59 @@ def test_bench_flop_count_equals_torchs_count_for_a_bundle_step_and_for_its_bare
         with FlopCounterMode(display=False) as counted:
             bench.bare_matmuls(layers, members, batch_size, 1, orientation)()
         assert counted.get_total_flops() == stated * members, orientation
+
+
+def test_a_bundles_train_seconds_share_each_epoch_among_the_members_training_in_it(monkeypatch, mnist1d_tensors,
+                                                                                  config):
+    """3 epochs; the wild member diverges in epoch 1 and leaves: it holds 1/3 of epoch 1, the two others
+    1/3 of epoch 1 and 1/2 of epochs 2 and 3; the shares add up to the loop time (3 s), not 3 × 3 s."""
+    monkeypatch.setattr("optbench.bundle.perf_counter", TickingClock())
+    tensors = {**mnist1d_tensors, "x_train": mnist1d_tensors["x_train"][:512],
+               "y_train": mnist1d_tensors["y_train"][:512]}
+    config["train"]["epochs"] = 3
+    runs = [Run("sgd", 32, 0.1, 0), Run("sgd", 32, 1e6, 1), Run("sgd", 32, 0.2, 2)]
+    results = train_bundle(tensors, runs, config, log=quiet)
+    assert [r.status for r in results] == ["ok", "diverged", "ok"] and results[1].diverged_step <= 16
+    assert [r.train_seconds for r in results] == pytest.approx([1 / 3 + 2 / 2, 1 / 3, 1 / 3 + 2 / 2], rel=1e-12)
+    assert sum(r.train_seconds for r in results) == pytest.approx(3.0, rel=1e-12)
+    calm = train_bundle(tensors, [runs[0], runs[2]], config, log=quiet)
+    assert [r.train_seconds for r in calm] == [1.5, 1.5]
+
+
+def test_a_resumed_bundle_continues_each_members_train_seconds(monkeypatch, tmp_path, mnist1d_tensors, config):
+    """4 epochs of 2 members, saved after epoch 2 and resumed: 0.5 s per member-epoch either way, and the
+    resumed members' shares still add up to the whole bundle's loop time (4 s)."""
+    monkeypatch.setattr("optbench.bundle.perf_counter", TickingClock())
+    tensors = {**mnist1d_tensors, "x_train": mnist1d_tensors["x_train"][:512],
+               "y_train": mnist1d_tensors["y_train"][:512]}
+    config["train"]["epochs"] = 4
+    runs = [Run("adam", 32, 0.004, 0), Run("adam", 32, 0.001, 1)]
+    saved = []
+    whole = train_bundle(tensors, runs, config, log=quiet, on_epoch_end=lambda build: saved.append(build()))
+    assert [s["train_seconds"] for s in saved[1]] == [1.0, 1.0]
+    atomic_torch_save(saved[1], tmp_path / "states.pt")
+    resumed = train_bundle(tensors, runs, config, log=quiet, resumes=load_tensors(tmp_path / "states.pt"))
+    assert [r.train_seconds for r in resumed] == [r.train_seconds for r in whole] == [2.0, 2.0]
+
+
+@pytest.mark.parametrize("block", [1, 3, 100])
+def test_epoch_batches_are_the_permutations_batches_a_partial_last_one_included(block):
+    x, y = torch.arange(500.0).view(50, 10), torch.arange(50)
+    permutations = torch.stack([torch.randperm(50, generator=torch.Generator().manual_seed(s)) for s in range(4)])
+    batches = list(epoch_batches(x, y, permutations, 8, 7, block))  # 7 steps: 6 of 8 samples, then 2
+    assert [tuple(xb.shape) for xb, _ in batches] == [(4, 8, 10)] * 6 + [(4, 2, 10)]
+    for k, (xb, yb) in enumerate(batches):
+        index = permutations[:, 8 * k:8 * (k + 1)]
+        assert torch.equal(xb, x[index]) and torch.equal(yb, index) and xb.is_contiguous()
+
+
+def test_member_keeps_the_partial_last_batch_like_its_solo_run(mnist1d_tensors, config):
+    """drop_last: false, 500 = 7 × 64 + 52: the bundle's 8th update sees the 52 samples train_run does."""
+    tensors = {**mnist1d_tensors, "x_train": mnist1d_tensors["x_train"][:500], "y_train": mnist1d_tensors["y_train"][:500]}
+    config["train"].update(epochs=2, drop_last=False)
+    runs = [Run("adam", 64, 0.004, 0), Run("adam", 64, 0.001, 1)]
+    for member, run in zip(train_bundle(tensors, runs, config, log=quiet), runs):
+        solo = train_run(tensors, run, config, log=quiet)
+        assert member.steps_done == solo.steps_done == 16 and member.log_steps == solo.log_steps
+        for key, value in solo.checkpoint_states[-1].items():
+            torch.testing.assert_close(member.checkpoint_states[-1][key], value, rtol=0, atol=1e-5)

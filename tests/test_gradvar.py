@@ -131,6 +131,43 @@ def test_expected_error_is_the_corrected_prediction_over_all_batches():
     assert iid == pytest.approx(fpc * 6 / 4)
 
 
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("m", [1, 5, 23])
+def test_factor_path_equals_a_backward_per_draw_on_the_same_draws(name, m):
+    """g_B from the layer factors a_i, δ_i of one backward (covered Linear layers) equals the ordinary
+    backward per draw, in float64, on the same draws; the uncovered parameters (convolutions, a
+    Linear on 3-D inputs or called twice) are backward per draw in both."""
+    factory, fallback = MODELS[name]
+    torch.manual_seed(0)
+    model = factory().double().eval()
+    x, y = classification_data()
+    loss_fn = lambda out, target: nn.functional.cross_entropy(out, target, reduction="none")  # noqa: E731
+    gradient = gv.gradient_stats(model, x, y, loss_fn, chunk_size=10, keep_factors=True)  # chunks 10, 10, 3
+    trainable = [k for k, p in model.named_parameters() if p.requires_grad]
+    assert sorted(gradient.factors) == sorted(set(trainable) - set(fallback))
+    full = gradient.flat_grad()
+    old = gv.minibatch_errors(model, x, y, full, m, 30, torch.Generator().manual_seed(3), loss_fn)
+    new = gv.minibatch_errors(model, x, y, full, m, 30, torch.Generator().manual_seed(3), loss_fn, gradient.factors)
+    assert old.shape == new.shape == (30, full.numel())
+    batch_grads_old, batch_grads_new = old + full, new + full  # the g_B themselves (at m = n, e ≈ 0)
+    scale = float(batch_grads_old.abs().max())
+    torch.testing.assert_close(batch_grads_new, batch_grads_old, rtol=1e-6, atol=1e-12 * scale)
+    assert m == len(x) or not torch.equal(new[0], new[1])  # fresh draws, not one batch repeated
+
+
+def test_factor_path_cuts_many_large_draws_into_bounded_products(monkeypatch):
+    """FACTOR_ELEMENTS bounds the gathered factors of one product: tiny here, so every draw is its own product."""
+    monkeypatch.setattr(gv, "FACTOR_ELEMENTS", 50)
+    model = make_mlp(12, [9], 4).double().eval()
+    x, y = classification_data()
+    loss_fn = lambda out, target: nn.functional.cross_entropy(out, target, reduction="none")  # noqa: E731
+    gradient = gv.gradient_stats(model, x, y, loss_fn, keep_factors=True)
+    old = gv.minibatch_errors(model, x, y, gradient.flat_grad(), 7, 9, torch.Generator().manual_seed(0), loss_fn)
+    new = gv.minibatch_errors(model, x, y, gradient.flat_grad(), 7, 9, torch.Generator().manual_seed(0), loss_fn,
+                              gradient.factors)
+    torch.testing.assert_close(new, old, rtol=1e-6, atol=1e-12)
+
+
 def test_batches_are_fresh_uniform_draws_without_replacement():
     """One-hot inputs make m·g_B the indicator of the batch: no repeats inside a batch, and
     consecutive batches overlap by m²/n on average (slices of one permutation would not overlap)."""

@@ -4,6 +4,8 @@
 set -euo pipefail
 
 STATE=${OPTBENCH_SLURM_DIR:-/tmp/optbench-slurm}
+CONF=/etc/slurm/slurm.conf
+MARK="# written by optbench tools/slurm/start.sh"
 export PATH="/usr/sbin:/sbin:$PATH"
 
 stop_pid_file() {
@@ -30,4 +32,12 @@ fi
 stop_pid_file "$STATE/slurmd.pid"
 stop_pid_file "$STATE/slurmctld.pid"
 stop_pid_file "$STATE/munged.pid"
+# Remove the configuration start.sh wrote (it writes it afresh on every start). Left in place it names
+# a controller that no longer answers, and every `snakemake` start, whatever its executor, then
+# waits ~10 s: importing snakemake-executor-plugin-slurm runs `scontrol show config` whenever sinfo
+# is on PATH (the help text of its status-command setting), and scontrol retries the dead controller
+# for MessageTimeout (10 s). Without a configuration scontrol fails at once.
+if [[ -e $CONF ]] && grep -qxF "$MARK" "$CONF"; then
+    rm -f "$CONF"
+fi
 echo "stop.sh: stopped (logs and jobcomp.txt kept in $STATE)" >&2

@@ -1,0 +1,56 @@
+"""The bench's compute floor: its FLOP count of each stage equals torch's FlopCounterMode on one step of it."""
+import copy
+import importlib.util
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from optbench import gradvar as gv
+from optbench.evaluate import evaluate_split
+from optbench.model import make_mlp
+from tests.conftest import ROOT
+
+
+def load_floor():
+    spec = importlib.util.spec_from_file_location("bench_floor", ROOT / "bench" / "floor.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def counted(function) -> int:
+    with FlopCounterMode(display=False) as counter:
+        function()
+    return counter.get_total_flops()
+
+
+def test_evaluation_floor_is_one_forward_per_sample():
+    floor = load_floor()
+    model, x, y = make_mlp(40, [30, 20]).eval(), torch.randn(2500, 40), torch.randint(0, 10, (2500,))
+    assert counted(lambda: evaluate_split(model, x, y, 1000)) == floor.forward_flops(floor.layer_shapes(40, [30, 20]), 2500)
+
+
+def test_probe_floor_counts_the_factor_products_and_the_pass_over_n():
+    """One checkpoint of probe_run, with an m above n/2 (its left-out samples are summed)."""
+    floor = load_floor()
+    n, ms, draws = 60, [1, 5, 40], 7
+    model, x, y = make_mlp(12, [9, 8]), torch.randn(n, 12), torch.randint(0, 10, (n,))
+    bundle = {"steps": torch.tensor([3]), "states": [copy.deepcopy(model.state_dict())], "steps_per_epoch": 1}
+    settings = {"batch_sizes": ms, "checkpoints": "all", "draws": draws, "seed": 0, "chunk_size": 4096}
+    identity = {"dataset": "d", "model": "m", "optimizer": "sgd", "batch_size": 4, "lr": 0.1, "seed": 0}
+    flops = counted(lambda: gv.probe_run(model, bundle, x, y, settings, identity, log=lambda _: None))
+    assert flops == floor.probe_flops(floor.layer_shapes(12, [9, 8]), n, ms, draws)
+
+
+def test_bare_products_have_the_counted_shapes():
+    """The bare references run exactly the products the floor counts, at the stage's shapes."""
+    floor = load_floor()
+    layers = floor.layer_shapes(40, [100, 100])
+    assert counted(lambda: [torch.bmm(a, b) for a, b in floor.train_products(layers, 36, 64)]) == \
+        36 * floor.train_step_flops(layers, 64)
+    assert counted(lambda: [torch.mm(a, b) for a, b in floor.evaluate_products(layers, 1000)]) == \
+        floor.forward_flops(layers, 1000)
+    products, calls = floor.probe_products(layers, 3600, 2048, 200, gv.FACTOR_ELEMENTS)
+    per_call = counted(lambda: [torch.bmm(a, b) for a, b in products])
+    params = sum((i + 1) * o for i, o in layers)
+    assert per_call * calls == 2 * 200 * (3600 - 2048) * params
