@@ -89,7 +89,8 @@ def load_dataset(path: str | Path) -> dict[str, torch.Tensor]:
     """Load the prepared tensors, refusing a file that is truncated, lacks a split, or whose splits do not
     fit together (features and labels of one length, float features, integer labels, no empty split)."""
     tensors = load_tensors(path, what="prepared dataset")
-    missing = [f"{k}_{s}" for s in SPLITS for k in ("x", "y") if not isinstance(tensors, dict) or f"{k}_{s}" not in tensors]
+    keys = set(tensors) if isinstance(tensors, dict) else set()
+    missing = [f"{k}_{s}" for s in SPLITS for k in ("x", "y") if f"{k}_{s}" not in keys]
     if missing:
         raise damaged(path, "prepared dataset", f"lacks {missing}")
     for name in SPLITS:

@@ -85,22 +85,17 @@ def bundle_saver(stores: list[RunStore | None], every_seconds: float, identity: 
     return save
 
 
-def lockstep_groups(todo: list[int], steps: dict[int, int], lrs: list[float]) -> list[tuple[list[int], int | None]]:
+def lockstep_groups(todo: list[int], steps: dict[int, int], bundle_size: int) -> list[tuple[list[int], bool]]:
     """The members to train, grouped by the step they resume from (a bundle trains in lockstep), each
-    group with a companion: the index of a bundle member whose learning rate it trains beside, or None.
+    with whether it needs a companion.
 
-    A group sharing one learning rate would be stepped by torch.optim, a group of several by the
-    vectorised update, and the two differ in the last bits. So that a run gets the same bits whether
-    it is trained with its whole bundle, resumed alone after a kill or retrained alone after damage,
-    a one-rate group of a bundle that has several rates trains beside a companion copy at another of
-    them, whose results are discarded.
+    A run's bits must not depend on which of its bundle's runs it trains with: it may be resumed in a
+    part of its bundle after a kill split the bundle's saves, or retrained alone after damage. Any part
+    of two or more members gives each member the bits of the whole bundle (tested), but a member trained
+    on its own does not (a one-member ensemble goes through other kernels). So a group of one, in a
+    bundle of several, trains beside a copy of itself whose results are discarded.
     """
     groups: dict[int, list[int]] = {}
     for i in todo:
         groups.setdefault(steps[i], []).append(i)
-    planned = []
-    for members in groups.values():
-        rates = {lrs[i] for i in members}
-        other = next((i for i, lr in enumerate(lrs) if lr not in rates), None) if len(rates) == 1 else None
-        planned.append((members, other))
-    return planned
+    return [(members, len(members) == 1 and bundle_size > 1) for members in groups.values()]

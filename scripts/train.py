@@ -34,15 +34,11 @@ with job_log(snakemake.log[0]) as log, ExitStack() as stack:
             "To retrain one anyway, delete its folder (results/runs/...) and rerun snakemake.")
     states = {i: stores[i].load_state(identity, log) for i in todo}
     about = {"bundle": params.bundle, "bundle_size": len(runs), **git_state(), "identity": identity}
-    for members, companion in lockstep_groups(todo, {i: states[i]["steps_done"] if states[i] else 0 for i in todo},
-                                              [run.lr for run in runs]):
-        group = [runs[i] for i in members]
-        resumes = [states[i] for i in members]
-        savers = [stores[i] for i in members]
-        if companion is not None:  # discarded: it only makes the group step like its whole bundle
-            group.append(Run(runs[0].optimizer, runs[0].batch_size, runs[companion].lr, group[0].seed))
-            resumes.append(resumes[0])
-            savers.append(None)
+    steps = {i: states[i]["steps_done"] if states[i] else 0 for i in todo}
+    for members, companion in lockstep_groups(todo, steps, len(runs)):
+        group, resumes, savers = [runs[i] for i in members], [states[i] for i in members], [stores[i] for i in members]
+        if companion:  # a discarded copy: a member trained on its own would get other bits than in its bundle
+            group, resumes, savers = group * 2, resumes * 2, savers + [None]
         if config["train"]["bundle_size"] == 1:
             results = [train_run(tensors, runs[i], config, device, log, resume=states[i],
                                  on_epoch_end=stores[i].saver(every, identity)) for i in members]
@@ -50,7 +46,8 @@ with job_log(snakemake.log[0]) as log, ExitStack() as stack:
             results = train_bundle(tensors, group, config, device, log, resumes=resumes,
                                    on_epoch_end=bundle_saver(savers, every, identity))
         for i, result in zip(members, results):
-            meta = run_metadata(result, device, snakemake.threads, len(tensors["x_train"]), config["train"]["log_every"])
+            meta = run_metadata(result, device, snakemake.threads, len(tensors["x_train"]),
+                                config["train"]["log_every"])
             save_run(result, params.run_dirs[i], {**meta, **about})
             stores[i].finish()
             log(f"{runs[i]}: {result.status}, {result.steps_done} steps in {result.train_seconds:.2f}s")

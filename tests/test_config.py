@@ -16,7 +16,8 @@ def test_shipped_configs_are_valid_and_defaults_are_filled():
     config = prepare_config(load_config(ROOT / "config.yaml"))
     assert config["train"]["drop_last"] is True and config["selection"]["metric"] == "min_val_loss"
     tiny = prepare_config(load_config(TINY))
-    assert tiny["evaluate"] == {"batch_size": 1000, "threads": 1} and tiny["optimizers"]["adam"]["betas"] == [0.9, 0.999]
+    assert tiny["evaluate"] == {"batch_size": 1000, "threads": 1}
+    assert tiny["optimizers"]["adam"]["betas"] == [0.9, 0.999]
 
 
 def test_default_grid_meets_the_issue():
@@ -133,7 +134,8 @@ def test_code_digest_ignores_comments_and_docstrings_but_not_code(tmp_path):
     source = train.read_text()
     train.write_text(source.replace('"""', '"""Reworded. ', 1) + "\n# a comment\n\n\n")
     assert {stage: code_digest(stage, library) for stage in STAGE_CODE} == before
-    (library / "config.py").write_text((library / "config.py").read_text() + "\ndef validation_helper():\n    return 1\n")
+    config = library / "config.py"
+    config.write_text(config.read_text() + "\ndef validation_helper():\n    return 1\n")
     assert code_digest("train", library) == before["train"]          # config's validation is not training code
     train.write_text(source.replace("def checkpoint_schedule", "UNUSED = 1\n\n\ndef checkpoint_schedule"))
     assert code_digest("train", library) != before["train"] and code_digest("data", library) == before["data"]

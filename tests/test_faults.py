@@ -89,7 +89,8 @@ def faults(workdir: Path, kind: str, deleted: bool) -> list[tuple[Path, str]]:
         targets = [(run_file(workdir, name, run), how) for name, run, how in RUN_FAULTS]
         targets.append((next((workdir / "results" / "data").glob("*.pt")), "one byte changed"))
     else:
-        files = sorted((workdir / "results" / "tables").iterdir()) + sorted((workdir / "results" / "gradvar").rglob("*.csv"))
+        files = [*sorted((workdir / "results" / "tables").iterdir()),
+                 *sorted((workdir / "results" / "gradvar").rglob("*.csv"))]
         targets = [(path, ("truncated", "one byte changed")[i % 2]) for i, path in enumerate(files)]
     return [(path, "deleted" if deleted else how) for path, how in targets]
 

@@ -112,9 +112,9 @@ def test_killing_snakemake_leaves_orphans_and_the_rerun_retrains_nothing(kill_co
 
 
 def test_a_run_retrained_without_its_bundle_gets_the_bundles_bits(mnist1d_tensors, tiny_config):
-    """A damaged or killed member is retrained alone or in a part of its bundle: with a companion at
-    another learning rate it is stepped by the same vectorised update as in its whole bundle, hence
-    bit-identical (alone, torch.optim would step it: other bits)."""
+    """A damaged or killed member is retrained alone or in a part of its bundle: a part of two or more
+    gives it its whole bundle's bits, and a member on its own trains beside a discarded copy of itself
+    (alone it would get other bits)."""
     import copy
 
     from optbench.bundle import train_bundle
@@ -127,12 +127,12 @@ def test_a_run_retrained_without_its_bundle_gets_the_bundles_bits(mnist1d_tensor
                "y_train": mnist1d_tensors["y_train"][:640]}
     runs = [Run("adam", 64, lr, seed) for lr in (0.001, 0.004) for seed in (0, 1)]
     whole = train_bundle(tensors, runs, config, log=lambda _: None)
-    (members, companion), = lockstep_groups([3], {3: 0}, [run.lr for run in runs])
-    assert members == [3] and runs[companion].lr == 0.001
-    alone = train_bundle(tensors, [runs[3], Run("adam", 64, runs[companion].lr, runs[3].seed)], config,
-                         log=lambda _: None)[0]
-    for got, expected in zip(alone.checkpoint_states, whole[3].checkpoint_states):
-        assert all(torch.equal(got[k], expected[k]) for k in expected)
-    assert lockstep_groups([0, 1, 2], {0: 5, 1: 5, 2: 0}, [0.1, 0.1, 0.2]) == [([0, 1], 2), ([2], 0)]
-    assert lockstep_groups([0, 2], {0: 0, 2: 0}, [0.1, 0.1, 0.2]) == [([0, 2], None)]
-    assert lockstep_groups([0], {0: 0}, [0.1, 0.1]) == [([0], None)]  # a one-rate bundle: torch.optim throughout
+    assert lockstep_groups([3], {3: 0}, len(runs)) == [([3], True)]
+    parts = {"with its copy": [runs[3], runs[3]], "with another lr": [runs[0], runs[3]],
+             "with its lr's other seed": [runs[2], runs[3]]}
+    for name, part in parts.items():
+        got = train_bundle(tensors, part, config, log=lambda _: None)[part.index(runs[3])]
+        for state, expected in zip(got.checkpoint_states, whole[3].checkpoint_states):
+            assert all(torch.equal(state[k], expected[k]) for k in expected), name
+    assert lockstep_groups([0, 1, 2], {0: 5, 1: 5, 2: 0}, 3) == [([0, 1], False), ([2], True)]
+    assert lockstep_groups([0], {0: 0}, 1) == [([0], False)]  # train.bundle_size 1: solo runs throughout
