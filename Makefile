@@ -4,7 +4,7 @@ PYTHON ?= python3
 CORES ?= all
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run test bench lint clean replicate
+.PHONY: setup run test bench lint clean replicate experiments clean-experiments
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -34,3 +34,13 @@ lint: setup
 
 clean:
 	rm -rf results logs benchmarks .snakemake
+
+# Experiment folders left by earlier settings: `make experiments` lists each with its size and whether
+# one of CONFIGS uses it; `make clean-experiments CONFIRM=yes` removes those none uses (without CONFIRM
+# it only lists them). List every config you run in this folder: the others' folders count as unused.
+CONFIGS ?= config.yaml
+experiments: setup
+	python -m optbench.experiments $(CONFIGS)
+
+clean-experiments: setup
+	python -m optbench.experiments $(if $(filter yes,$(CONFIRM)),--remove) $(CONFIGS)

@@ -6,13 +6,8 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
-
-
-# ---- config validation (schema, then cross-key checks), before any job runs ----
+# ---- config (config.yaml, or exactly the --configfile files) and its validation, before any job runs ----
 include: "workflow/rules/common.smk"
-
-
 # ---- stages ----
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
@@ -33,7 +28,12 @@ localrules:
     report,
 
 
+# ---- before any job: damaged or deleted files are rebuilt by this run (common.smk) ----
+remove_stale_outputs()
+
+
 rule all:
-    input:
-        REPORT,
     default_target: True
+    input:
+        # every stage's files, not only the report: a deleted intermediate is then rebuilt
+        every_output,

@@ -86,7 +86,7 @@ def trainer_epochs(tensors, config, batch_size):
 
 def default_bundle(config):
     """The first bundle the workflow forms for OPTIMIZER (train.bundle_size runs at most)."""
-    return partition({**config, "grid": {**config["grid"], "optimizers": [OPTIMIZER]}})[(OPTIMIZER, 0)]
+    return partition({**config, "grid": {**config["grid"], "optimizers": [OPTIMIZER]}})[(OPTIMIZER, "l0s0")]
 
 
 def bundle_epochs(tensors, config, batch_size):

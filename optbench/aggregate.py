@@ -40,14 +40,11 @@ def build_tables(metas: list[dict], evals: list[pd.DataFrame], logs: list[pd.Dat
         runs.append(evaluation.assign(**identity, status=status))
         statuses.append({**identity, "status": status, "reason": reason,
                          **{k: meta[k] for k in ("diverged_step", "steps_per_epoch", "total_steps", "steps_done",
-                                                 "train_seconds", "device", "threads", "n_train")}})
+                                                 "train_seconds", "device", "threads", "n_train", "bundle")}})
         minibatch.append(downsample_log(log).assign(**identity))
-    columns = ["dataset", "model", *RUN_KEYS, "step", "epoch", "split", "loss", "accuracy", "status", "has_weights"]
     order = [*RUN_KEYS]
-    return {
-        "runs": pd.concat(runs, ignore_index=True)[columns].sort_values([*order, "split", "step"], kind="stable"),
-        "status": pd.DataFrame(statuses).sort_values(order, kind="stable"),
-        "minibatch": pd.concat(minibatch, ignore_index=True)[
-            ["dataset", "model", *RUN_KEYS, "step", "epoch", "loss", "loss_max"]].sort_values(
-            [*order, "step"], kind="stable"),
+    return {  # columns as declared in optbench.tables (write_table conforms them)
+        "runs": pd.concat(runs, ignore_index=True).sort_values([*order, "split", "step"], kind="stable"),
+        "run_status": pd.DataFrame(statuses).sort_values(order, kind="stable"),
+        "minibatch": pd.concat(minibatch, ignore_index=True).sort_values([*order, "step"], kind="stable"),
     }

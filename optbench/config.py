@@ -1,8 +1,10 @@
-"""Config loading, the checks a JSON schema cannot express, and the run grid with its paths."""
+"""Config loading, the checks a JSON schema cannot express, the run grid, its bundles and its tags."""
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +15,18 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / 
 # Training-set sizes before the validation split, known without loading anything, so that a batch
 # size larger than the training set is rejected before any job runs.
 DATASET_TRAIN_SIZES = {"mnist1d": 4000, "fashion_mnist": 60000, "mnist": 60000}
+# Each split must hold at least one sample per class: the validation loss picks the learning rate
+# and the stopping point, and fewer samples than classes make it mostly noise.
+MIN_SPLIT_SAMPLES = 10
+
+# Keys that moved or went away, with where they went (a config written for an older version gets
+# told, instead of "'confidence' was unexpected").
+MOVED_KEYS = {
+    "grad_variance.confidence": "analysis.confidence",
+    "grad_variance.bootstrap_resamples": "analysis.bootstrap_resamples",
+    "verdicts.C4.alpha": None,  # the family-wise level now comes from analysis.confidence
+    "verdicts.C5.alpha": None,
+}
 
 
 class ConfigError(ValueError):
@@ -49,16 +63,36 @@ def lr_tag(lr: float) -> str:
 
 
 def load_config(path: str | Path) -> dict:
-    with open(path) as handle:
-        config = yaml.safe_load(handle)
+    """A YAML config file as a dict; a syntax error names the file, line and column."""
+    try:
+        with open(path) as handle:
+            config = yaml.safe_load(handle)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({error.problem or error.context})") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a YAML mapping at the top level, got {type(config).__name__}")
     return config
 
 
+def check_moved_keys(config: dict) -> None:
+    for dotted, target in MOVED_KEYS.items():
+        node = config
+        for key in dotted.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None:
+            where = f"it is now '{target}'" if target else "it was removed (see config.yaml)"
+            raise ConfigError(f"config key '{dotted}': {where}")
+
+
 def validate_schema(config: dict) -> None:
     """JSON-schema validation with defaults filled in; errors name the key path.
 
+    Integers are integers: 256.0 is refused (jsonschema would count it as one, and it would reach
+    the paths as `bs256.0`). Strings that spell a number, an integer or a boolean where the schema
+    wants one are converted in place: PyYAML reads `1e-3` as a string (YAML 1.1 wants `1.0e-3`) and
+    Snakemake's --config hands nested values over as strings.
     jsonschema directly rather than snakemake.utils.validate: the latter's error dumps the whole
     schema, where users need the key path and what was expected.
     """
@@ -77,17 +111,64 @@ def validate_schema(config: dict) -> None:
     with open(SCHEMA_PATH) as handle:
         schema = yaml.safe_load(handle)
     schema["$id"] = SCHEMA_PATH.as_uri()
-    validator_cls = jsonschema.validators.validator_for(schema)
-    validator = _with_defaults(validator_cls)(schema, registry=Registry(retrieve=retrieve))
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    validator_cls = _strict_with_defaults(jsonschema.validators.validator_for(schema))
+    validator = validator_cls(schema, registry=Registry(retrieve=retrieve))
+    for _ in range(1000):  # each pass converts the strings it can; a pass that converts none ends it
+        errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+        if not errors or not any([_convert_string(config, error) for error in errors]):
+            break
     if errors:
         error = errors[0]
         key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
-        raise ConfigError(f"config key '{key}': {error.message}")
+        message = error.message
+        if isinstance(error.instance, float) and error.validator == "type" and error.instance.is_integer():
+            message += f" (a whole number written as a float; write {int(error.instance)})"
+        if isinstance(error.instance, str) and "'number'" in message:
+            message += " (write a number, e.g. 0.001 or 1.0e-3)"
+        raise ConfigError(f"config key '{key}': {message}")
 
 
-def _with_defaults(validator_cls):
-    """Extend a jsonschema validator to fill in `default`s, as Snakemake's validate(set_default=True) does."""
+INTEGER_STRING = re.compile(r"[+-]?\d+")
+NUMBER_STRING = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+BOOLEAN_STRINGS = {"true": True, "false": False}
+
+
+def _convert_string(config: dict, error) -> bool:
+    """Replace the value at the error's key by the number or boolean the schema asks for when it is a
+    string that spells one (or by a string, when --config turned a title into a number)."""
+    if not error.absolute_path:
+        return False
+    wanted = set()
+    for item in [error, *error.context]:
+        if item.validator == "type":
+            wanted.update([item.validator_value] if isinstance(item.validator_value, str) else item.validator_value)
+    value = None
+    if not isinstance(error.instance, str):
+        if "string" in wanted and isinstance(error.instance, (int, float)) and not isinstance(error.instance, bool):
+            value = str(error.instance)
+        return value is not None and _replace(config, error.absolute_path, value)
+    text = error.instance.strip()
+    if "integer" in wanted and INTEGER_STRING.fullmatch(text):
+        value = int(text)
+    elif "number" in wanted and NUMBER_STRING.fullmatch(text):
+        value = int(text) if INTEGER_STRING.fullmatch(text) else float(text)
+    elif "boolean" in wanted and text.lower() in BOOLEAN_STRINGS:
+        value = BOOLEAN_STRINGS[text.lower()]
+    return value is not None and _replace(config, error.absolute_path, value)
+
+
+def _replace(config: dict, path, value) -> bool:
+    *parents, last = path
+    node = config
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return True
+
+
+def _strict_with_defaults(validator_cls):
+    """The validator, filling in `default`s (as Snakemake's validate(set_default=True) does) and
+    counting only ints, never floats like 256.0, as integers."""
     import jsonschema
 
     validate_properties = validator_cls.VALIDATORS["properties"]
@@ -99,14 +180,21 @@ def _with_defaults(validator_cls):
                     instance.setdefault(name, json.loads(json.dumps(subschema["default"])))
         yield from validate_properties(validator, properties, instance, schema)
 
-    return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
+    def is_integer(checker, instance):
+        return isinstance(instance, int) and not isinstance(instance, bool)
+
+    def is_number(checker, instance):
+        return isinstance(instance, (int, float)) and not isinstance(instance, bool) and math.isfinite(instance)
+
+    types = validator_cls.TYPE_CHECKER.redefine_many({"integer": is_integer, "number": is_number})
+    return jsonschema.validators.extend(validator_cls, {"properties": set_defaults}, type_checker=types)
 
 
 def check_semantics(config: dict) -> None:
     """The cross-key checks: each failure names the key and says what is expected."""
     dataset = config["dataset"]
-    n_total = DATASET_TRAIN_SIZES[dataset["name"]]
-    n_train = n_total - int(round(dataset["val_fraction"] * n_total))
+    check_splits(dataset)
+    n_train = n_train_samples(config)
     check_dataset_files(dataset)
     grid = config["grid"]
     for key in ("optimizers", "batch_sizes", "seeds"):
@@ -124,15 +212,28 @@ def check_semantics(config: dict) -> None:
         if not options or not options.get("lrs"):
             raise ConfigError(f"config key 'optimizers.{name}.lrs': optimizer '{name}' is in grid.optimizers "
                               "but has no learning-rate list; give a non-empty list of positive numbers")
-        lrs = options["lrs"]
+        lrs = [float(lr) for lr in options["lrs"]]
         if len(set(lrs)) != len(lrs):
-            raise ConfigError(f"config key 'optimizers.{name}.lrs': duplicate learning rates {lrs}")
+            raise ConfigError(f"config key 'optimizers.{name}.lrs': duplicate learning rates {options['lrs']}")
     if config["train"]["checkpoints"] > min(total_steps(config, b) for b in grid["batch_sizes"]) + 1:
         raise ConfigError(
             "config key 'train.checkpoints': more checkpoints than training steps at the largest batch size; "
             f"use at most {min(total_steps(config, b) for b in grid['batch_sizes']) + 1}"
         )
     check_grad_variance(config)
+
+
+def check_splits(dataset: dict) -> None:
+    """Every split is non-empty and holds at least MIN_SPLIT_SAMPLES samples."""
+    n_total = DATASET_TRAIN_SIZES[dataset["name"]]
+    n_val = int(round(dataset["val_fraction"] * n_total))
+    for split, count in (("validation", n_val), ("training", n_total - n_val)):
+        if count < MIN_SPLIT_SAMPLES:
+            raise ConfigError(
+                f"config key 'dataset.val_fraction': {dataset['val_fraction']} of the {n_total} samples of "
+                f"{dataset['name']} leaves {count} {split} samples; each split needs at least {MIN_SPLIT_SAMPLES} "
+                f"(use a val_fraction of at least {MIN_SPLIT_SAMPLES / n_total:g})"
+            )
 
 
 def check_grad_variance(config: dict) -> None:
@@ -188,7 +289,10 @@ def check_dataset_files(dataset: dict) -> None:
 
 
 def prepare_config(config: dict) -> dict:
-    """Validate (schema, then semantics) and return the config with defaults filled in."""
+    """Validate (moved keys, schema, then semantics) and return the config with defaults filled in."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"the config must be a mapping of keys, got {type(config).__name__}")
+    check_moved_keys(config)
     validate_schema(config)
     check_semantics(config)
     return config
@@ -220,49 +324,107 @@ def runs(config: dict) -> list[Run]:
 
 
 def groups(config: dict) -> list[tuple[str, int, float]]:
-    """Run groups sharing everything but the seed: one train and one evaluate job each."""
+    """Run groups sharing everything but the seed."""
     seen: dict[tuple, None] = {}
     for run in runs(config):
         seen.setdefault(run.group, None)
     return list(seen)
 
 
-def partition(config: dict) -> dict[tuple[str, int], list[tuple[float, int]]]:
-    """(optimizer, index) → a bundle's runs as (lr, seed): each optimizer's runs, lr-major, cut into
-    near-equal bundles of at most train.bundle_size (1: one run each; a multiple of the seed count
-    keeps a learning rate's seeds together). Every batch size has the same bundles."""
-    size, seeds = config["train"]["bundle_size"], config["grid"]["seeds"]
-    cut = {}
+def bundle_shape(config: dict) -> tuple[int, int]:
+    """(learning rates, seeds) of a full bundle: train.bundle_seeds seeds (at most train.bundle_size)
+    × as many learning rates as train.bundle_size then allows."""
+    size = config["train"]["bundle_size"]
+    seeds = min(config["train"]["bundle_seeds"], size)
+    return size // seeds, seeds
+
+
+def partition(config: dict) -> dict[tuple[str, str], list[tuple[float, int]]]:
+    """(optimizer, bundle name) → the bundle's runs as (lr, seed), the same for every batch size.
+
+    A bundle is a fixed block of the optimizer's grid: bundle `l<i>s<j>` holds the i-th block of
+    bundle_shape()'s learning rates, in the order optimizers.<name>.lrs lists them, × the j-th block
+    of seeds, in the order of grid.seeds. A run's bundle depends on its own positions only, so
+    appending learning rates or seeds fills the last blocks or adds new ones and never moves a run
+    that was already trained into another bundle (train.bundle_size 1: one run per bundle).
+    """
+    lrs_per, seeds_per = bundle_shape(config)
+    bundles: dict[tuple[str, str], list[tuple[float, int]]] = {}
     for optimizer in config["grid"]["optimizers"]:
-        members = [(float(lr), seed) for lr in config["optimizers"][optimizer]["lrs"] for seed in seeds]
-        count = -(-len(members) // size)
-        bounds = [round(i * len(members) / count) for i in range(count + 1)]
-        for index in range(count):
-            cut[(optimizer, index)] = members[bounds[index]:bounds[index + 1]]
-    return cut
+        for i, lr in enumerate(config["optimizers"][optimizer]["lrs"]):
+            for j, seed in enumerate(config["grid"]["seeds"]):
+                name = f"l{i // lrs_per}s{j // seeds_per}"
+                bundles.setdefault((optimizer, name), []).append((float(lr), seed))
+    return bundles
 
 
 def model_tag(config: dict) -> str:
     return "mlp" + "x".join(str(w) for w in config["model"]["hidden"])
 
 
-def _digest(payload) -> str:
+def digest(payload) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
 
 
+def dataset_identity(config: dict) -> dict:
+    """The dataset settings that change the tensors: not `download` (permission to fetch, not content),
+    and `root` only for the torchvision datasets that are read from it (MNIST-1D is generated)."""
+    dataset = config["dataset"]
+    keys = ["name", "val_fraction", "split_seed"] + (["root"] if dataset["name"] in TORCHVISION_FOLDERS else [])
+    return {key: dataset[key] for key in keys}
+
+
 def data_tag(config: dict) -> str:
-    """Readable name plus a digest of every dataset setting, so two data configs never share a file."""
-    return f"{config['dataset']['name']}-{_digest(config['dataset'])}"
+    """Readable name plus a digest of the dataset settings that change the tensors."""
+    return f"{config['dataset']['name']}-{digest(dataset_identity(config))}"
 
 
-def experiment_tag(config: dict) -> str:
-    """dataset-model-digest of everything except the grid that changes a run's outputs."""
+def experiment_tag(config: dict, device: str) -> str:
+    """dataset-model-digest of the settings every run of the config shares and that change its numbers:
+    the data, the model, training (not resume_every_seconds, which only says when progress is saved) and
+    the device the runs train on (`device: auto` resolved, so it is the same tag as the device it picks).
+    Each optimizer's own settings go into its folder name (optimizer_tag), the grid into the run paths,
+    so that growing the grid or adding an optimizer leaves every other run where it is."""
     payload = {
-        "dataset": config["dataset"],
+        "dataset": dataset_identity(config),
         "model": config["model"],
-        # resume_every_seconds changes when progress is saved, never the results
         "train": {k: v for k, v in config["train"].items() if k != "resume_every_seconds"},
-        "device": config.get("device", "cpu"),
-        "optimizers": {k: {kk: vv for kk, vv in v.items() if kk != "lrs"} for k, v in config["optimizers"].items()},
+        "device": device,
     }
-    return f"{config['dataset']['name']}-{model_tag(config)}-{_digest(payload)}"
+    return f"{config['dataset']['name']}-{model_tag(config)}-{digest(payload)}"
+
+
+def optimizer_settings(config: dict, name: str) -> dict:
+    """An optimizer's settings that change its runs' numbers (defaults filled in; its lrs are per run)."""
+    return {k: v for k, v in config["optimizers"][name].items() if k != "lrs"}
+
+
+def optimizer_tag(config: dict, name: str) -> str:
+    """<optimizer>-<digest of its settings>: the folder of its runs inside the experiment folder."""
+    return f"{name}-{digest(optimizer_settings(config, name))}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m optbench.config FILE ...`: check config files as `snakemake --configfile FILE ...` reads
+    them (merged in order), before anything runs: a YAML error names the file and line (Snakemake's own
+    message for a --configfile does not), a bad value names the key."""
+    import sys
+
+    from snakemake.utils import update_config
+
+    files = sys.argv[1:] if argv is None else argv
+    config: dict = {}
+    try:
+        for path in files or ["config.yaml"]:
+            update_config(config, load_config(path))
+        prepare_config(config)
+    except (ConfigError, OSError) as error:
+        print(f"invalid configuration: {error}", file=sys.stderr)
+        return 1
+    print(f"{', '.join(files or ['config.yaml'])}: valid; {len(runs(config))} runs in {len(partition(config))} "
+          f"bundles per batch size; data {data_tag(config)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from optbench.config import TORCHVISION_FOLDERS
-from optbench.io import atomic_torch_save, load_tensors
+from optbench.io import atomic_torch_save, damaged, load_tensors
 
 SPLITS = ("train", "val", "test")
 
@@ -86,11 +86,20 @@ def save_dataset(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
 
 
 def load_dataset(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load the prepared tensors, refusing a file that is truncated or lacks a split."""
+    """Load the prepared tensors, refusing a file that is truncated, lacks a split, or whose splits do not
+    fit together (features and labels of one length, float features, integer labels, no empty split)."""
     tensors = load_tensors(path, what="prepared dataset")
-    missing = [f"{k}_{s}" for s in SPLITS for k in ("x", "y") if f"{k}_{s}" not in tensors]
+    keys = set(tensors) if isinstance(tensors, dict) else set()
+    missing = [f"{k}_{s}" for s in SPLITS for k in ("x", "y") if f"{k}_{s}" not in keys]
     if missing:
-        raise DataError(f"{path}: prepared dataset lacks {missing}; delete the file and rerun snakemake")
+        raise damaged(path, "prepared dataset", f"lacks {missing}")
+    for name in SPLITS:
+        x, y = split(tensors, name)
+        if len(x) == 0 or len(x) != len(y) or not x.is_floating_point() or y.dtype != torch.int64 or y.dim() != 1:
+            raise damaged(path, "prepared dataset", f"has an inconsistent {name} split (x {tuple(x.shape)} "
+                                                    f"{x.dtype}, y {tuple(y.shape)} {y.dtype})")
+    if {tuple(split(tensors, name)[0].shape[1:]) for name in SPLITS} != {tuple(tensors["x_train"].shape[1:])}:
+        raise damaged(path, "prepared dataset", "has splits of different feature shapes")
     return tensors
 
 

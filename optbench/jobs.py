@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import platform
 import time
+from pathlib import Path
+
+from optbench.io import RESULTS, CorruptFileError
 
 
 @contextlib.contextmanager
@@ -19,11 +23,47 @@ def job_log(path: str):
 
         try:
             yield log
+        except CorruptFileError as error:
+            remove_damaged(error, log)
+            import traceback
+
+            traceback.print_exc(file=handle)
+            raise
         except BaseException:
             import traceback
 
             traceback.print_exc(file=handle)
             raise
+
+
+def remove_damaged(error: CorruptFileError, log) -> None:
+    """A damaged file under results/ holds nothing worth keeping: remove it, so that the next plain
+    `snakemake` rebuilds it and everything downstream of it (and say so in the error)."""
+    path = error.path
+    if path is None or not path.exists():
+        return
+    try:
+        Path(os.path.abspath(path)).relative_to(Path.cwd().resolve() / RESULTS)
+    except ValueError:
+        return
+    path.unlink()
+    log(f"removed the damaged file {path}")
+    error.args = (f"{error.args[0]} (It has been removed: a plain rerun of snakemake rebuilds it.)",)
+
+
+def planned_device(requested: str) -> str:
+    """cpu | cuda | auto → the device the runs will train on, decided when the workflow is planned and
+    without importing torch: auto is cuda when the CUDA driver reports a GPU (what torch asks it too).
+    The jobs are then told this device, so that the experiment tag names what the runs really use."""
+    if requested != "auto":
+        return requested
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+        count = ctypes.c_int(0)
+        ok = cuda.cuInit(0) == 0 and cuda.cuDeviceGetCount(ctypes.byref(count)) == 0
+        return "cuda" if ok and count.value > 0 else "cpu"
+    except OSError:
+        return "cpu"
 
 
 def resolve_device(requested: str) -> str:

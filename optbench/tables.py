@@ -75,7 +75,7 @@ TABLES: dict[str, TableSpec] = {spec.name: spec for spec in [
                                           "accuracy": FLOAT, "status": STR, "has_weights": BOOL}),
     _spec("run_status", "aggregate", IDENTITY, {"status": STR, "reason": STR, "diverged_step": FLOAT},
           _ints("steps_per_epoch", "total_steps", "steps_done"), {"train_seconds": FLOAT, "device": STR,
-                                                                  "threads": INT, "n_train": INT}),
+                                                                  "threads": INT, "n_train": INT, "bundle": STR}),
     _spec("minibatch", "aggregate", IDENTITY, {"step": INT, "epoch": FLOAT, "loss": FLOAT, "loss_max": FLOAT}),
     # gradient probes (grad_variance jobs, then aggregate_gradvar)
     _spec("probe_moments", "aggregate_gradvar", _CHECKPOINT, _ints("n", "m", "K"),

@@ -1,20 +1,23 @@
-"""Snakemake job: collect every run's evaluation, log and metadata into tidy tables."""
-import pandas as pd
+"""Snakemake job: collect every run's evaluation, log and metadata into tidy tables.
 
+Each run file is first checked against the receipt of the job that wrote it (checksum) and against
+what it must hold (run.json's keys and seal, a log row per logged step, an eval row per checkpoint
+and split); a damaged one stops the job, naming it.
+"""
 from optbench.aggregate import build_tables
 from optbench.config import model_tag
-from optbench.io import atomic_write_csv
 from optbench.jobs import job_log
-from optbench.runfiles import load_metadata
+from optbench.runfiles import load_eval, load_log, load_metadata, verified_run_files
+from optbench.tables import write_table
 
 with job_log(snakemake.log[0]) as log:
-    tables = build_tables(
-        metas=[load_metadata(path) for path in snakemake.input.meta],
-        evals=[pd.read_csv(path) for path in snakemake.input.evals],
-        logs=[pd.read_csv(path) for path in snakemake.input.logs],
-        dataset=snakemake.config["dataset"]["name"],
-        model=model_tag(snakemake.config),
-    )
+    metas, evals, logs = [], [], []
+    for run_dir in verified_run_files(snakemake.input.trained, snakemake.input.evaluated):
+        metas.append(load_metadata(run_dir / "run.json"))
+        logs.append(load_log(run_dir / "log.csv", metas[-1]))
+        evals.append(load_eval(run_dir / "eval.csv", metas[-1]))
+    tables = build_tables(metas, evals, logs, dataset=snakemake.config["dataset"]["name"],
+                          model=model_tag(snakemake.config))
     for name, table in tables.items():
-        atomic_write_csv(table, snakemake.output[name])
+        write_table(table, snakemake.output[name], name)
         log(f"{snakemake.output[name]}: {len(table)} rows")

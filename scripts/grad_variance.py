@@ -11,7 +11,7 @@ config = snakemake.config
 wildcards = snakemake.wildcards
 
 with job_log(snakemake.log[0]) as log:
-    device = setup_job(snakemake.threads, config["device"])
+    device = setup_job(snakemake.threads, snakemake.params.device)
     tensors = load_dataset(snakemake.input.data)
     x, y = tensors["x_train"].to(device), tensors["y_train"].to(device)
     model = init_model(tensors["x_train"], config["model"]["hidden"], seed=0).to(device)
@@ -19,7 +19,7 @@ with job_log(snakemake.log[0]) as log:
                 "optimizer": wildcards.optimizer, "batch_size": int(wildcards.batch_size),
                 "lr": float(wildcards.lr), "seed": int(wildcards.seed)}
     log(f"probing {identity} with n = {len(x)}")
-    tables = probe_run(model, load_checkpoints(snakemake.input.checkpoints), x, y,
+    tables = probe_run(model, load_checkpoints(snakemake.params.checkpoints), x, y,
                        config["grad_variance"], identity, log)
     for name, table in tables.items():
         write_table(table, snakemake.output[name], PROBE_TABLES[name])

@@ -1,48 +1,57 @@
-"""Snakemake job: train one bundle of runs (one optimizer and batch size); write per-run files.
+"""Snakemake job: train one bundle of runs (one optimizer and batch size); write per-run files and the receipt.
 
-Progress is kept in a per-run resume store outside the declared outputs, so a killed job rerun by
-snakemake continues each run from its last saved epoch, and finished runs are not retrained.
-train.bundle_size 1 trains run by run with train_run (no vectorisation).
+A run whose files are intact and were made by the same identity (config values, training code, data,
+device) is kept untouched; the others continue from their resume state or start over. Bundled runs
+train as one vectorised ensemble (train.bundle_size 1: one by one with train_run).
 """
 from contextlib import ExitStack
 
 from optbench.bundle import train_bundle
 from optbench.config import Run
 from optbench.data import load_dataset
+from optbench.identity import git_state
 from optbench.jobs import job_log, setup_job
-from optbench.resume import RunStore, bundle_saver
-from optbench.runfiles import run_metadata, save_run
+from optbench.resume import RunStore, bundle_saver, lockstep_groups
+from optbench.io import file_stamp
+from optbench.runfiles import reusable, run_metadata, save_run, write_bundle_receipt
 from optbench.train import train_run
 
 config, params = snakemake.config, snakemake.params
+identity, every = params.identity, config["train"]["resume_every_seconds"]
 
 with job_log(snakemake.log[0]) as log, ExitStack() as stack:
-    device = setup_job(snakemake.threads, config["device"])
+    device = setup_job(snakemake.threads, params.device)
     tensors = load_dataset(snakemake.input.data)
-    runs = [Run(params.optimizer, params.batch_size, float(lr), int(seed)) for lr, seed in params.runs]
+    runs = [Run(params.optimizer, params.batch_size, float(lr), int(seed)) for lr, seed in params.members]
     stores = [stack.enter_context(RunStore(d).locked(log)) for d in params.resume_dirs]
-    todo = [i for i, store in enumerate(stores) if not store.has_final()]
-    for i in set(range(len(runs))) - set(todo):
-        log(f"{runs[i]}: already trained, restoring its files from {stores[i].root}")
-    states = {i: stores[i].load_state() for i in todo}
-    # Members train in lockstep: those resumed at different steps (a kill between saves) form separate bundles.
-    by_step = {}
-    for i in todo:
-        by_step.setdefault(states[i]["steps_done"] if states[i] else 0, []).append(i)
-    every = config["train"]["resume_every_seconds"]
-    for members in by_step.values():
+    todo = []
+    for i, run_dir in enumerate(params.run_dirs):
+        why = reusable(run_dir, identity)
+        log(f"{runs[i]}: " + ("kept: already trained by this code and config" if why is None else f"to train ({why})"))
+        todo += [] if why is None else [i]
+    if len(todo) < len(runs):
+        log("Kept runs are left untouched: training is deterministic, so retraining them would give the same bits. "
+            "To retrain one anyway, delete its folder (results/runs/...) and rerun snakemake.")
+    states = {i: stores[i].load_state(identity, log) for i in todo}
+    about = {"bundle": params.bundle, "bundle_size": len(runs), **git_state(), "identity": identity}
+    steps = {i: states[i]["steps_done"] if states[i] else 0 for i in todo}
+    for members, companion in lockstep_groups(todo, steps, len(runs)):
+        group, resumes, savers = [runs[i] for i in members], [states[i] for i in members], [stores[i] for i in members]
+        if companion:  # a discarded copy: a member trained on its own would get other bits than in its bundle
+            group, resumes, savers = group * 2, resumes * 2, savers + [None]
         if config["train"]["bundle_size"] == 1:
             results = [train_run(tensors, runs[i], config, device, log, resume=states[i],
-                                 on_epoch_end=stores[i].saver(every)) for i in members]
+                                 on_epoch_end=stores[i].saver(every, identity)) for i in members]
         else:
-            results = train_bundle(tensors, [runs[i] for i in members], config, device, log,
-                                   resumes=[states[i] for i in members],
-                                   on_epoch_end=bundle_saver([stores[i] for i in members], every))
+            results = train_bundle(tensors, group, config, device, log, resumes=resumes,
+                                   on_epoch_end=bundle_saver(savers, every, identity))
         for i, result in zip(members, results):
-            meta = run_metadata(result, device, snakemake.threads, len(tensors["x_train"]))
-            meta["bundle_size"] = len(members)
-            save_run(result, stores[i].final_dir, meta)
+            meta = run_metadata(result, device, snakemake.threads, len(tensors["x_train"]),
+                                config["train"]["log_every"])
+            save_run(result, params.run_dirs[i], {**meta, **about})
             stores[i].finish()
             log(f"{runs[i]}: {result.status}, {result.steps_done} steps in {result.train_seconds:.2f}s")
-    for store, run_dir in zip(stores, params.run_dirs):
-        store.publish(run_dir)
+    files = [{name: file_stamp(f"{d}/{name}") for name in ("checkpoints.pt", "log.csv", "run.json")}
+             for d in params.run_dirs]
+    write_bundle_receipt(snakemake.output[0], [{"lr": lr, "seed": s, "dir": d} for (lr, s), d
+                                               in zip(params.members, params.run_dirs)], files, **about)

@@ -193,11 +193,12 @@ def test_bundle_resumed_from_a_saved_epoch_is_bit_identical(tmp_path, mnist1d_te
         torch.testing.assert_close(solo.checkpoint_states[-1][key], value, rtol=0, atol=1e-5)
 
 
-def test_partition_cuts_each_optimizers_runs_into_near_equal_bundles(config):
+def test_partition_cuts_each_optimizers_runs_into_bundles_of_at_most_bundle_size(config):
     config["grid"]["seeds"] = [0, 1, 2]
     every_run = {(o, float(lr), s) for o in config["grid"]["optimizers"]
                  for lr in config["optimizers"][o]["lrs"] for s in config["grid"]["seeds"]}
-    for size, expected in ((1, [1] * 9), (3, [3, 3, 3]), (4, [3, 3, 3]), (5, [4, 5]), (9, [9]), (36, [9])):
+    # fixed blocks of bundle_size // 3 learning rates × 3 seeds (tests/test_config.py: stable as the grid grows)
+    for size, expected in ((1, [1] * 9), (3, [3, 3, 3]), (4, [3, 3, 3]), (5, [3, 3, 3]), (9, [9]), (36, [9])):
         config["train"]["bundle_size"] = size
         bundles = partition(config)
         assert sorted(len(m) for (o, _), m in bundles.items() if o == "sgd") == sorted(expected)

@@ -96,3 +96,175 @@ def test_train_and_evaluate_jobs_import_no_torchvision_matplotlib_or_mnist1d():
             "print(sorted(m for m in ('torchvision', 'matplotlib', 'mnist1d') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", f"{sorted(modules)} pull in {result.stdout.strip()}"
+
+
+def test_aggregate_job_imports_no_torch():
+    """The aggregate job reads run.json, log.csv and eval.csv: it must not pay for importing torch."""
+    import subprocess
+    import sys
+
+    modules = sorted({line.split()[1] for line in (ROOT / "scripts" / "aggregate.py").read_text().splitlines()
+                      if line.startswith("from optbench")})
+    code = f"import sys; import {', '.join(modules)}; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert result.stdout.strip() == "False", f"{modules} pull in torch"
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_atomic_writes_respect_the_umask(tmp_path, umask, mode):
+    """tempfile.mkstemp makes 0600 files and a rename keeps the mode: outputs ignored the umask."""
+    import os
+
+    import pandas as pd
+
+    from optbench.io import atomic_write_csv, atomic_write_json
+
+    old = os.umask(umask)
+    try:
+        atomic_write_text("x\n", tmp_path / "a.txt")
+        atomic_write_json({"a": 1}, tmp_path / "a.json")
+        atomic_write_csv(pd.DataFrame({"a": [1]}), tmp_path / "a.csv")
+        atomic_torch_save({"a": torch.zeros(1)}, tmp_path / "a.pt")
+    finally:
+        os.umask(old)
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()} == {
+        name: oct(mode) for name in ("a.txt", "a.json", "a.csv", "a.pt")}
+
+
+def test_torch_files_have_the_same_bytes_wherever_they_are_written(tmp_path):
+    """torch.save records the file name it writes to; the atomic save writes through a handle instead,
+    so rebuilding a file with the same tensors gives the same bytes (and its consumers see no change)."""
+    obj = {"x": torch.arange(10.0)}
+    atomic_torch_save(obj, tmp_path / "one.pt")
+    atomic_torch_save(obj, tmp_path / "two" / "other.pt")
+    assert (tmp_path / "one.pt").read_bytes() == (tmp_path / "two" / "other.pt").read_bytes()
+
+
+def test_receipts_record_outputs_and_see_any_later_change(tmp_path, monkeypatch):
+    import os
+
+    from optbench.io import receipt_path, receipt_problem
+
+    monkeypatch.chdir(tmp_path)
+    table = tmp_path / "results" / "tables" / "t.csv"
+    atomic_write_text("a,b\n1,2\n3,4\n", table)
+    assert receipt_path(table).is_file() and receipt_problem(table) is None
+    os.utime(table, ns=(0, 0))                      # touched, same content: fine
+    assert receipt_problem(table) is None
+    table.write_text("a,b\n1,2\n")                   # truncated
+    assert "bytes where" in receipt_problem(table)
+    atomic_write_text("a,b\n1,2\n3,4\n", table)
+    table.write_text("a,b\n1,2\n3,5\n")              # same size, other content
+    assert receipt_problem(table) == "was changed after it was written"
+    # run files are checked through run.json and the bundle receipts instead
+    atomic_write_text("x", tmp_path / "results" / "runs" / "e" / "f.csv")
+    assert receipt_path(tmp_path / "results" / "runs" / "e" / "f.csv") is None
+    assert not (tmp_path / "results" / ".receipts" / "runs").exists()
+
+
+def test_a_job_that_meets_a_damaged_file_removes_it_and_says_a_rerun_rebuilds_it(tmp_path, monkeypatch):
+    from optbench.io import damaged
+    from optbench.jobs import job_log
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "results" / "data" / "d.pt"
+    atomic_write_text("garbage", path)
+    outside = tmp_path / "mine.txt"
+    outside.write_text("keep")
+    with pytest.raises(CorruptFileError, match=r"d\.pt.*removed: a plain rerun of snakemake rebuilds it"):
+        with job_log(str(tmp_path / "job.log")):
+            raise damaged(path, "prepared dataset", "is truncated")
+    assert not path.exists() and "removed the damaged file" in (tmp_path / "job.log").read_text()
+    with pytest.raises(CorruptFileError):
+        with job_log(str(tmp_path / "job.log")):
+            raise damaged(outside, "your file", "is odd")
+    assert outside.exists()  # only files under results/ are the pipeline's to remove
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, mnist1d_tensors, tiny_config):
+    """One short run saved as a train job saves it, with its eval.csv."""
+    import copy
+
+    from optbench.runfiles import run_metadata, save_run
+
+    config = copy.deepcopy(tiny_config)
+    config["train"]["epochs"] = 1
+    run_dir = tmp_path_factory.mktemp("run")
+    result = train_run(mnist1d_tensors, Run("sgd", 256, 0.1, 0), config, log=lambda _: None)
+    identity = {"train_code": "abc", "experiment": "e"}
+    meta = {**run_metadata(result, "cpu", 1, 3600, 1), "bundle": "l0s0", "bundle_size": 1, "git_commit": None,
+            "git_dirty": None, "identity": identity}
+    save_run(result, run_dir, meta)
+    model = init_model(mnist1d_tensors["x_train"], config["model"]["hidden"], 0)
+    evaluate_checkpoints(model, load_checkpoints(run_dir / "checkpoints.pt"), mnist1d_tensors,
+                         1000).to_csv(run_dir / "eval.csv", index=False)
+    return run_dir, identity
+
+
+def damage(path, how):
+    data = path.read_bytes()
+    if how == "truncate":
+        path.write_bytes(data[:len(data) // 2])
+    elif how == "last row":
+        path.write_bytes(data[:data.rstrip(b"\n").rfind(b"\n") + 1])
+    elif how == "flip":
+        i = len(data) * 2 // 3
+        path.write_bytes(data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:])
+
+
+@pytest.mark.parametrize("name, how, words", [
+    ("eval.csv", "truncate", "evaluation table"),
+    ("eval.csv", "last row", "rows where the run's"),       # a clean cut at a row boundary still parses
+    ("log.csv", "last row", "training log"),
+    ("log.csv", "truncate", "training log"),
+    ("run.json", "truncate", "not valid JSON"),
+    ("run.json", "flip", "run metadata"),                   # still JSON, but not what training wrote
+])
+def test_every_damaged_run_file_is_refused_naming_it(tmp_path, finished_run, name, how, words):
+    import shutil
+
+    from optbench.runfiles import load_eval, load_log, load_metadata
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
+    meta = load_metadata(run_dir / "run.json")
+    assert len(load_eval(run_dir / "eval.csv", meta)) == 3 * len(meta["checkpoint_steps"])
+    assert len(load_log(run_dir / "log.csv", meta)) == meta["steps_done"]
+    damage(run_dir / name, how)
+    with pytest.raises(CorruptFileError, match=rf"{words}.*{name}|{name}.*{words}") as error:
+        meta = load_metadata(run_dir / "run.json")
+        {"eval.csv": load_eval, "log.csv": load_log}.get(name, lambda *a: None)(run_dir / name, meta)
+    assert error.value.path == run_dir / name
+
+
+def test_a_damaged_or_foreign_run_is_not_reused(tmp_path, finished_run):
+    import json
+    import shutil
+
+    from optbench.runfiles import reusable, seal
+
+    run_dir, identity = tmp_path / "run", finished_run[1]
+    shutil.copytree(finished_run[0], run_dir)
+    assert reusable(run_dir, identity) is None
+    assert reusable(run_dir, {**identity, "train_code": "other"}) == "trained with other train_code than now"
+    damage(run_dir / "checkpoints.pt", "flip")
+    assert "checkpoints.pt differs" in reusable(run_dir, identity)
+    shutil.copy(finished_run[0] / "checkpoints.pt", run_dir / "checkpoints.pt")
+    meta = json.loads((run_dir / "run.json").read_text())
+    meta["steps_done"] += 1  # an edit that keeps the JSON valid breaks the seal
+    (run_dir / "run.json").write_text(json.dumps(meta))
+    assert "seal" in reusable(run_dir, identity)
+    meta["seal"] = seal(meta)
+    (run_dir / "run.json").write_text(json.dumps(meta))
+    assert reusable(run_dir, identity) is None
+    (run_dir / "log.csv").unlink()
+    assert reusable(run_dir, identity) == "log.csv is missing"
+
+
+def test_checkpoints_off_their_schedule_are_refused(tmp_path):
+    path = tmp_path / "checkpoints.pt"
+    atomic_torch_save({"steps": torch.tensor([0, 1, 3]), "states": [None] * 3, "steps_per_epoch": 1}, path)
+    assert len(load_checkpoints(path, expected_steps=[0, 1, 3])["states"]) == 3
+    with pytest.raises(CorruptFileError, match=r"steps \[0, 1, 3\] where the schedule is \[0, 1, 2, 3\]"):
+        load_checkpoints(path, expected_steps=[0, 1, 2, 3])

@@ -84,7 +84,7 @@ def synthetic_tables(config: dict, diverging: tuple[str, float] | None = None) -
                         "steps_per_epoch": per_epoch, "total_steps": total,
                         "steps_done": total // 2 if diverged else total,
                         "train_seconds": 0.002 * total * (1 + batch_size / 256), "device": "cpu", "threads": 1,
-                        "n_train": n})
+                        "n_train": n, "bundle": "l0s0"})
     return {"runs": pd.concat(rows, ignore_index=True), "status": pd.DataFrame(statuses),
             "minibatch": pd.concat(minibatch, ignore_index=True)}
 

@@ -15,7 +15,6 @@ import yaml
 from optbench.io import load_tensors
 from tests.conftest import BIN, ROOT, TINY, snakemake
 
-pytestmark = pytest.mark.workflow
 TARGETS = ("results/tables/runs.csv", "results/tables/minibatch.csv")
 
 
@@ -65,6 +64,7 @@ def assert_same_results(workdir: Path, reference: Path) -> None:
             assert all(torch.equal(a[k], b[k]) for k in b)
 
 
+@pytest.mark.workflow
 def test_training_killed_at_random_points_resumes_bit_identically(kill_config, uninterrupted, tmp_path):
     rng = random.Random(20261126)
     kills = 0
@@ -88,9 +88,10 @@ def test_training_killed_at_random_points_resumes_bit_identically(kill_config, u
     snakemake(tmp_path, "--cores", "1", "--rerun-incomplete", *TARGETS, configfile=kill_config)
     assert_same_results(tmp_path, uninterrupted)
     log = (next((tmp_path / "logs" / "train").rglob("*.log"))).read_text()
-    assert "resuming at epoch" in log or "already trained" in log
+    assert "resuming at epoch" in log or "kept: already trained" in log
 
 
+@pytest.mark.workflow
 def test_killing_snakemake_leaves_orphans_and_the_rerun_retrains_nothing(kill_config, uninterrupted, tmp_path):
     process = start(tmp_path, kill_config)
     while not training_started(tmp_path):
@@ -100,10 +101,38 @@ def test_killing_snakemake_leaves_orphans_and_the_rerun_retrains_nothing(kill_co
     snakemake(tmp_path, "--unlock", *TARGETS, configfile=kill_config)
     snakemake(tmp_path, "--cores", "1", "--rerun-incomplete", *TARGETS, configfile=kill_config)
     assert_same_results(tmp_path, uninterrupted)
-    # forcing the train job again (snakemake deletes its outputs first) retrains nothing; its three
-    # runs form one bundle: the rule train_<optimizer>_bs<batch size>_<bundle index>
-    snakemake(tmp_path, "--cores", "1", "--forcerun", "train_adam_bs16_0", *TARGETS, configfile=kill_config)
+    # forcing the train job again (snakemake deletes its outputs first) retrains nothing: its three runs
+    # (one bundle) are intact and were trained by this code, and the log says how to retrain anyway
+    snakemake(tmp_path, "--cores", "1", "--forcerun", "train", *TARGETS, configfile=kill_config)
     log = next((tmp_path / "logs" / "train").rglob("*.log")).read_text()
-    assert log.count("already trained") == 3, log
+    assert log.count("kept: already trained by this code and config") == 3, log
+    assert "To retrain one anyway, delete its folder" in log
     assert_same_results(tmp_path, uninterrupted)
     assert pd.read_csv(tmp_path / TARGETS[0]).shape == pd.read_csv(uninterrupted / TARGETS[0]).shape
+
+
+def test_a_run_retrained_without_its_bundle_gets_the_bundles_bits(mnist1d_tensors, tiny_config):
+    """A damaged or killed member is retrained alone or in a part of its bundle: a part of two or more
+    gives it its whole bundle's bits, and a member on its own trains beside a discarded copy of itself
+    (alone it would get other bits)."""
+    import copy
+
+    from optbench.bundle import train_bundle
+    from optbench.config import Run
+    from optbench.resume import lockstep_groups
+
+    config = copy.deepcopy(tiny_config)
+    config["train"]["epochs"] = 1
+    tensors = {**mnist1d_tensors, "x_train": mnist1d_tensors["x_train"][:640],
+               "y_train": mnist1d_tensors["y_train"][:640]}
+    runs = [Run("adam", 64, lr, seed) for lr in (0.001, 0.004) for seed in (0, 1)]
+    whole = train_bundle(tensors, runs, config, log=lambda _: None)
+    assert lockstep_groups([3], {3: 0}, len(runs)) == [([3], True)]
+    parts = {"with its copy": [runs[3], runs[3]], "with another lr": [runs[0], runs[3]],
+             "with its lr's other seed": [runs[2], runs[3]]}
+    for name, part in parts.items():
+        got = train_bundle(tensors, part, config, log=lambda _: None)[part.index(runs[3])]
+        for state, expected in zip(got.checkpoint_states, whole[3].checkpoint_states):
+            assert all(torch.equal(state[k], expected[k]) for k in expected), name
+    assert lockstep_groups([0, 1, 2], {0: 5, 1: 5, 2: 0}, 3) == [([0, 1], False), ([2], True)]
+    assert lockstep_groups([0], {0: 0}, 1) == [([0], False)]  # train.bundle_size 1: solo runs throughout

@@ -11,16 +11,16 @@ from tests.conftest import ROOT, snakemake
 pytestmark = pytest.mark.workflow
 
 
+def planned_jobs(result) -> dict[str, int]:
+    """rule → job count from a dry run's job table."""
+    return {line.split()[0]: int(line.split()[1]) for line in result.stdout.splitlines()
+            if len(line.split()) == 2 and line.split()[1].isdigit() and line.split()[0] != "total"}
+
+
 def test_default_config_dry_run_plans_one_train_and_evaluate_job_per_bundle(tmp_path):
-    result = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=ROOT / "config.yaml")
-    counts = {line.split()[0]: int(line.split()[1]) for line in result.stdout.splitlines()
-              if len(line.split()) == 2 and line.split()[1].isdigit()}
-
-    def per_stage(stage):
-        return sum(count for name, count in counts.items() if name.startswith(f"{stage}_"))
-
-    # bundle_size 36: each (optimizer, batch size) is one bundle of 12 LRs × 3 seeds
-    assert per_stage("train") == 10 and per_stage("evaluate") == 10 and counts["prepare_data"] == 1
+    counts = planned_jobs(snakemake(tmp_path, "-n", "--quiet", "rules", configfile=ROOT / "config.yaml"))
+    # bundle_size 36: each (optimizer, batch size) is one bundle of 12 LRs × 3 seeds; one rule per stage
+    assert counts["train"] == 10 and counts["evaluate"] == 10 and counts["prepare_data"] == 1
     assert counts["grad_variance"] == 2 and counts["analyze"] == 1
     assert counts["aggregate"] == 1 and counts["report"] == 1
 
@@ -34,9 +34,9 @@ def test_tiny_config_runs_end_to_end(tiny_workdir, tiny_config):
     status = pd.read_csv(tables / "run_status.csv")
     assert len(status) == n_runs and set(status["status"]) <= {"ok", "diverged"}
     assert (tiny_workdir / "results" / "report.html").stat().st_size > 0
-    exp = experiment_tag(tiny_config)
+    exp = experiment_tag(tiny_config, "cpu")
     for optimizer, batch_size, _ in groups(tiny_config):
-        assert list((tiny_workdir / "benchmarks" / "train" / exp).glob(f"{optimizer}_bs{batch_size}_*.tsv"))
+        assert list((tiny_workdir / "benchmarks" / "train" / exp).glob(f"{optimizer}-*_bs{batch_size}_l0s0.tsv"))
     # training lowers the loss for most runs (claim C1 on the tiny grid)
     train = table[table["split"] == "train"]
     first = train[train["step"] == 0].set_index(["optimizer", "batch_size", "lr", "seed"])["loss"]
@@ -79,3 +79,31 @@ def test_tables_are_bit_identical_when_rerun_from_scratch(tiny_workdir, tmp_path
 def test_lint_is_clean(tmp_path):
     result = snakemake(tmp_path, "--lint", check=False)
     assert result.returncode == 0 and "Congratulations" in result.stdout + result.stderr, result.stdout[-3000:]
+
+
+# ---- one rule per stage: what Snakemake's per-rule options need ----
+
+def test_resources_of_a_stage_are_set_by_its_rule_name(tiny_workdir):
+    result = snakemake(tiny_workdir, "-n", "--forcerun", "train", "--set-resources", "train:runtime=5",
+                       "evaluate:mem_mb=123")
+    trains = re.findall(r"rule train:\n(?:.+\n)*?\s+resources: (.*)", result.stdout)
+    assert len(trains) == 4 and all("runtime=5" in r for r in trains)
+
+
+def test_forcerun_train_plans_every_train_job_and_what_reads_their_files(tiny_workdir):
+    counts = planned_jobs(snakemake(tiny_workdir, "-n", "--quiet", "rules", "--forcerun", "train"))
+    assert counts["train"] == 4 and counts["evaluate"] == 4 and counts["aggregate"] == 1
+    # a probe depends on its run's identity, in its path: same code and settings, same bits, no rerun
+    assert "grad_variance" not in counts
+
+
+def test_until_evaluate_stops_after_the_evaluate_stage(tmp_path):
+    counts = planned_jobs(snakemake(tmp_path, "-n", "--quiet", "rules", "--until", "evaluate"))
+    assert counts == {"prepare_data": 1, "train": 4, "evaluate": 4}
+
+
+def test_the_rule_graph_has_one_node_per_stage(tiny_workdir):
+    graph = snakemake(tiny_workdir, "--rulegraph").stdout
+    names = re.findall(r'label = "(\w+)"', graph)
+    assert sorted(names) == sorted({"all", "prepare_data", "train", "evaluate", "grad_variance", "aggregate_gradvar",
+                                    "aggregate", "analyze", "figures", "analysis_figures", "gradvar_figures", "report"})

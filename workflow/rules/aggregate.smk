@@ -3,12 +3,12 @@
 
 rule aggregate:
     input:
-        evals=all_run_files("eval.csv"),
-        logs=all_run_files("log.csv"),
-        meta=all_run_files("run.json"),
+        # the receipts list every run's files; the job checks those files against them
+        trained=all_bundle_receipts("train"),
+        evaluated=all_bundle_receipts("evaluate"),
     output:
         runs="results/tables/runs.csv",
-        status="results/tables/run_status.csv",
+        run_status="results/tables/run_status.csv",
         minibatch="results/tables/minibatch.csv",
     log:
         "logs/aggregate.log",

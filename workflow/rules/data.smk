@@ -8,5 +8,8 @@ rule prepare_data:
         f"logs/prepare_data/{data_tag(config)}.log",
     conda:
         ENV
+    params:
+        # the data code's identity (optbench.identity): a change of what the code does rebuilds the data
+        code=CODE["data"],
     script:
         "../../scripts/prepare_data.py"

@@ -1,28 +1,33 @@
-# Evaluate every checkpoint of a bundle's runs on train, validation and test, in one process.
+# Evaluation of every checkpoint of a bundle's runs on train, validation and test, in one process:
+# one job per bundle and batch size, one rule. Like training (train.smk says why), the job writes each
+# run's eval.csv and lists it in its receipt, the rule's output.
 
-for optimizer, index, batch_size in BUNDLE_JOBS:
-    members = BUNDLES[(optimizer, index)]
 
-    rule:
-        name:
-            f"evaluate_{optimizer}_bs{batch_size}_{index}"
-        input:
-            data=DATA,
-            checkpoints=bundle_files(optimizer, batch_size, members, "checkpoints.pt"),
-        output:
-            evals=bundle_files(optimizer, batch_size, members, "eval.csv"),
-        log:
-            bundle_log("evaluate", optimizer, index, batch_size),
-        benchmark:
-            bundle_log("evaluate", optimizer, index, batch_size, "benchmarks", "tsv")
-        priority: bundle_priority(optimizer, batch_size, members)
-        # cluster: a bundle's train, evaluate and probe jobs form one SLURM job (profiles/slurm)
-        group: "runs"
-        threads: config["evaluate"]["threads"]
-        resources:
-            # one GPU per job (sbatch --gpus=1 under profiles/slurm) only when the config demands CUDA
-            gpu=1 if config["device"] == "cuda" else 0,
-        conda:
-            ENV
-        script:
-            "../../scripts/evaluate.py"
+rule evaluate:
+    input:
+        data=DATA,
+        trained=trained_bundle,
+    output:
+        RECEIPT["evaluate"],
+    log:
+        f"logs/evaluate/{BUNDLE_LOG}.log",
+    benchmark:
+        f"benchmarks/evaluate/{BUNDLE_LOG}.tsv"
+    priority: bundle_priority
+    # cluster: a bundle's train, evaluate and probe jobs form one SLURM job (profiles/slurm)
+    group:
+        "runs"
+    conda:
+        ENV
+    threads: config["evaluate"]["threads"]
+    resources:
+        gpu=1 if DEVICE == "cuda" else 0,
+    params:
+        bundle=lambda wildcards: wildcards.bundle,
+        members=bundle_members,
+        run_dirs=bundle_run_dirs,
+        # a change of the evaluation settings reruns the job (a change of its runs reruns their train job)
+        settings=dict(sorted(config["evaluate"].items())),
+        device=DEVICE,
+    script:
+        "../../scripts/evaluate.py"

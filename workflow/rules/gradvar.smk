@@ -1,20 +1,10 @@
 # Gradient noise at the checkpoints of the probe runs (config grad_variance.probes): σ², ||∇f||² and
 # the K draws of ||g_B − ∇f||² per m, raw; one job per probe run, then one table each. Every
 # statistic of them (CIs against σ²/m, z, slopes, B_simple) is the analysis stage's (rule analyze).
-from optbench.config import lr_tag
-
 PROBE_DIR = f"results/gradvar/{EXP}/{GROUP}/seed{{seed}}"
 PROBE_BENCHMARK = f"benchmarks/grad_variance/{GROUP_LOG}_seed{{seed}}.tsv"
 # each probe's wildcard values, to fill PROBE_DIR and PROBE_BENCHMARK
-PROBE_WILDCARDS = [
-    dict(
-        optimizer=p["optimizer"],
-        batch_size=p["batch_size"],
-        lr=lr_tag(p["lr"]),
-        seed=p["seed"],
-    )
-    for p in config["grad_variance"]["probes"]
-]
+PROBE_WILDCARDS = [probe_wildcards(p) for p in config["grad_variance"]["probes"]]
 PROBE_DIRS = [PROBE_DIR.format(**wildcards) for wildcards in PROBE_WILDCARDS]
 
 
@@ -24,8 +14,8 @@ wildcard_constraints:
 
 rule grad_variance:
     input:
-        data=DATA,
-        checkpoints=f"{GROUP_DIR}/seed{{seed}}/checkpoints.pt",
+        # the data and the train receipt of the run's bundle (common.smk, probe_inputs)
+        unpack(probe_inputs),
     output:
         moments=f"{PROBE_DIR}/moments.csv",
         draws=f"{PROBE_DIR}/draws.csv",
@@ -45,6 +35,9 @@ rule grad_variance:
     params:
         # Part of the job's identity: changing K, the m list, the checkpoints or the seed reruns the probes.
         settings={k: v for k, v in config["grad_variance"].items() if k != "probes"},
+        # the probed run's checkpoints (what else it depends on is in its path: common.smk, PROBE_ID)
+        checkpoints=probe_checkpoints,
+        device=DEVICE,
     script:
         "../../scripts/grad_variance.py"
 
