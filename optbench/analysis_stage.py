@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from optbench.analysis import analyze
+from optbench.config import malladi_variants
 from optbench.critical import (critical_batch_sizes, hessian_noise_scale, lr_form_curves, lr_noise_scale,
                                malladi_distances)
 from optbench.noise import analyze_noise, noise_pooled
@@ -16,21 +17,6 @@ LR_FORMS = {"sgd": "mccandlish", "adam": "surge", "adamw": "surge"}
 def optimizer_type(config: dict, name: str) -> str:
     """The torch.optim family an entry of `optimizers` uses (its `type:`, else its name)."""
     return (config["optimizers"].get(name) or {}).get("type", name)
-
-
-def malladi_variants(config: dict) -> list[dict]:
-    """The runs literature.malladi asks for: per k, the base optimizer at batch base ÷ k with lr ÷ √k and its
-    β's and ε scaled too (Malladi et al. 2022), named <optimizer>_malladi_k<k>."""
-    settings = (config.get("literature") or {}).get("malladi")
-    if not settings:
-        return []
-    base = config["optimizers"][settings["optimizer"]]
-    beta1, beta2 = base.get("betas", (0.9, 0.999))
-    return [{"name": f"{settings['optimizer']}_malladi_k{k}", "optimizer": settings["optimizer"], "k": k,
-             "base_batch_size": settings["base_batch_size"], "base_lr": float(settings["base_lr"]),
-             "batch_size": settings["base_batch_size"] // k, "lr": float(settings["base_lr"]) / k ** 0.5,
-             "betas": [1 - (1 - beta1) / k, 1 - (1 - beta2) / k], "eps": base.get("eps", 1e-8) * k ** 0.5}
-            for k in settings["k"]]
 
 
 def analysis_stage(tables: dict[str, pd.DataFrame], config: dict) -> dict[str, pd.DataFrame]:

@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from optbench.config import Run, steps_per_epoch
-from optbench.model import optimizer_param_group
+from optbench.model import optimizer_param_group, optimizer_settings, optimizer_type
 from optbench.train import RunResult, checkpoint_schedule, cpu_copy, derived_seed, init_model, training_state
 
 CACHE_BYTES = 2 ** 20  # activations per forward/backward chunk of members: about an L2 cache
@@ -76,7 +76,8 @@ def epoch_batches(x: torch.Tensor, y: torch.Tensor, permutations: torch.Tensor, 
 
 
 class VectorisedOptimizer:
-    """torch.optim's SGD / Adam / AdamW on stacked parameters with one learning rate per member.
+    """torch.optim's SGD (with or without momentum) / Adam / AdamW on stacked parameters with one learning
+    rate per member; `name` is the config's optimizer entry, whose type picks the family.
 
     torch.optim takes one scalar lr per group, so it is exact on a bundle only when members share it;
     the state keys (step, exp_avg, exp_avg_sq, momentum_buffer) are torch.optim's, per stacked tensor.
@@ -91,11 +92,13 @@ class VectorisedOptimizer:
     """
 
     def __init__(self, name: str, params: list[torch.Tensor], lrs: list[float], options: dict):
-        if name not in ("sgd", "adam", "adamw"):
-            raise ValueError(f"unknown optimizer '{name}'; expected one of sgd, adam, adamw")
+        # `name` is the config's entry (e.g. sgd_momentum), its type the family (sgd): the same settings as
+        # make_optimizer would give torch.optim
+        self.kind = optimizer_type(name, options)
         self.name, self.params, self.options = name, params, options
+        self.settings = optimizer_settings(name, 0.0, options)
         self.state: dict[torch.Tensor, dict] = {p: {} for p in params}
-        self.weight_decay = options.get("weight_decay", 0.01 if name == "adamw" else 0.0)
+        self.weight_decay = self.settings["weight_decay"]
         self.lrs = [float(lr) for lr in lrs]
         self._views: dict = {}  # member range → (the tensors they were cut from, its runs)
 
@@ -137,13 +140,13 @@ class VectorisedOptimizer:
         range's gradients arrive; `advance` counts the step (Adam's step counter): pass it once per step."""
         members = slice(*(members or slice(None)).indices(len(self.params[0]))[:2])
         grads = grads if grads is not None else [p.grad for p in self.params]
-        if self.name == "sgd":
+        if self.kind == "sgd":
             self._sgd(members, grads)
         else:
             self._adam(members, grads, advance)
 
     def _sgd(self, members, grads) -> None:
-        momentum = self.options.get("momentum", 0.0)
+        momentum = self.settings["momentum"]
         if momentum != 0 and "momentum_buffer" not in self.state[self.params[0]]:
             # zeros, not torch's copy of the first gradient: 0·momentum + g is that copy, bit for bit,
             # and the first step may come range by range
@@ -156,7 +159,7 @@ class VectorisedOptimizer:
                               is_first_step=False)
 
     def _adam(self, members, grads, advance) -> None:
-        beta1, beta2 = self.options.get("betas", (0.9, 0.999))
+        beta1, beta2 = self.settings["betas"]
         for p in self.params:
             if not self.state[p]:
                 self.state[p].update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(p),
@@ -164,12 +167,12 @@ class VectorisedOptimizer:
         steps = [self.state[p]["step"] for p in self.params]
         if advance:
             torch._foreach_add_(steps, 1)
-        kernel = torch._fused_adamw_ if self.name == "adamw" else torch._fused_adam_
+        kernel = torch._fused_adamw_ if self.kind == "adamw" else torch._fused_adam_
         runs = self._runs(members, ["exp_avg", "exp_avg_sq"])
         for (lr, first, end, (params, exp_avgs, exp_avg_sqs)), run_grads in zip(runs, self._run_grads(grads, members, runs)):
             kernel(params, run_grads, exp_avgs, exp_avg_sqs, [], [t for t in steps for _ in range(end - first)],
                    lr=lr, beta1=beta1, beta2=beta2, weight_decay=self.weight_decay,
-                   eps=self.options.get("eps", 1e-8), amsgrad=False, maximize=False)
+                   eps=self.settings["eps"], amsgrad=False, maximize=False)
 
 
 def member_optimizer_state(name: str, optimizer, params: list[torch.Tensor], member: int,

@@ -36,11 +36,33 @@ class ConfigError(ValueError):
 RUN_KEYS = ["optimizer", "batch_size", "lr", "seed"]  # a run's identity: the key columns of every per-run table
 CELL_KEYS = ["optimizer", "batch_size"]                # a grid cell: the runs of all its learning rates and seeds
 OPTIMIZER_LABELS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "sgd_momentum": "momentum SGD"}
+# The torch.optim families an entry of `optimizers` can be (its `type:`, by default its name), each with the
+# settings it takes and their defaults: torch.optim's own (AdamW's weight decay is 0.01 there too). The
+# defaults are filled into the config, so they are part of the digest in a run's folder name.
+OPTIMIZER_TYPES = {
+    "sgd": {"momentum": 0.0, "weight_decay": 0.0},
+    "adam": {"betas": [0.9, 0.999], "eps": 1.0e-8, "weight_decay": 0.0},
+    "adamw": {"betas": [0.9, 0.999], "eps": 1.0e-8, "weight_decay": 0.01},
+}
+OPTIMIZER_NAME = re.compile(r"[a-z][a-z0-9_]*")
+# keys of an optimizer entry that change no number: never part of a run's identity
+PRESENTATION_KEYS = ("label",)
+MALLADI_NAME = re.compile(r"(?P<optimizer>[a-z][a-z0-9_]*)_malladi_k(?P<k>\d+)")
 
 
-def optimizer_label(name) -> str:
-    """How the report, its figures and the claim texts spell an optimizer."""
-    return OPTIMIZER_LABELS.get(name, str(name))
+def optimizer_label(name, config: dict | None = None) -> str:
+    """How the report, its figures and the claim texts spell an optimizer: its entry's `label:` (when the
+    config is given), else a readable default ("momentum SGD"; "Adam, Malladi-scaled to B/4"; the name's
+    words with the optimizer types spelled as above)."""
+    entry = ((config or {}).get("optimizers") or {}).get(name) or {}
+    if entry.get("label"):
+        return str(entry["label"])
+    name = str(name)
+    if name in OPTIMIZER_LABELS:
+        return OPTIMIZER_LABELS[name]
+    if match := MALLADI_NAME.fullmatch(name):
+        return f"{optimizer_label(match['optimizer'], config)}, Malladi-scaled to B/{match['k']}"
+    return " ".join(OPTIMIZER_LABELS.get(word, word) for word in name.split("_"))
 
 
 @dataclass(frozen=True)
@@ -125,6 +147,8 @@ def validate_schema(config: dict) -> None:
             message += f" (a whole number written as a float; write {int(error.instance)})"
         if isinstance(error.instance, str) and "'number'" in message:
             message += " (write a number, e.g. 0.001 or 1.0e-3)"
+        if error.validator == "pattern" and error.validator_value == f"^{OPTIMIZER_NAME.pattern}$":
+            message += " (an optimizer's name: lower-case letters, digits and underscores, starting with a letter)"
         raise ConfigError(f"config key '{key}': {message}")
 
 
@@ -196,6 +220,7 @@ def check_semantics(config: dict) -> None:
     check_splits(dataset)
     n_train = n_train_samples(config)
     check_dataset_files(dataset)
+    check_optimizers(config)
     grid = config["grid"]
     for key in ("optimizers", "batch_sizes", "seeds"):
         values = grid[key]
@@ -209,7 +234,14 @@ def check_semantics(config: dict) -> None:
             )
     for name in grid["optimizers"]:
         options = config["optimizers"].get(name)
-        if not options or not options.get("lrs"):
+        if name in malladi_names(config):
+            raise ConfigError(f"config key 'grid.optimizers': '{name}' is literature.malladi's variant run; it "
+                              "trains only at its one batch size and learning rate, not over the grid")
+        if options is None:
+            raise ConfigError(f"config key 'grid.optimizers': optimizer '{name}' has no entry in optimizers; add "
+                              f"optimizers.{name} with its lrs (and its type:, one of {', '.join(OPTIMIZER_TYPES)}, "
+                              "unless the name is one)")
+        if not options.get("lrs"):
             raise ConfigError(f"config key 'optimizers.{name}.lrs': optimizer '{name}' is in grid.optimizers "
                               "but has no learning-rate list; give a non-empty list of positive numbers")
         lrs = [float(lr) for lr in options["lrs"]]
@@ -220,7 +252,105 @@ def check_semantics(config: dict) -> None:
             "config key 'train.checkpoints': more checkpoints than training steps at the largest batch size; "
             f"use at most {min(total_steps(config, b) for b in grid['batch_sizes']) + 1}"
         )
+    check_literature(config)
     check_grad_variance(config)
+
+
+def check_optimizers(config: dict) -> None:
+    """Each entry of `optimizers` gets its type (default: its name; an unknown one is refused by name) and
+    its type's defaults; a setting its type does not take is refused."""
+    for name, entry in config["optimizers"].items():
+        kind = entry.setdefault("type", name)
+        if kind not in OPTIMIZER_TYPES:
+            raise ConfigError(f"config key 'optimizers.{name}.type': '{name}' is not an optimizer type, so its entry "
+                              f"needs a type: one of {', '.join(OPTIMIZER_TYPES)} (e.g. {name}: {{type: sgd, ...}})")
+        defaults = OPTIMIZER_TYPES[kind]
+        for key in entry:
+            if key not in ("type", "lrs", *PRESENTATION_KEYS, *defaults):
+                raise ConfigError(f"config key 'optimizers.{name}.{key}': not a setting of type {kind} (it takes "
+                                  f"{', '.join(defaults)})")
+        for key, value in defaults.items():
+            entry.setdefault(key, json.loads(json.dumps(value)))
+
+
+def check_literature(config: dict) -> None:
+    """literature.malladi: the base run and the lr-only comparison runs are grid runs, so the base optimizer,
+    batch sizes and learning rates must be on the grid; then each k's variant joins `optimizers` (named
+    <optimizer>_malladi_k<k>, trained only at its batch size and learning rate)."""
+    settings = (config.get("literature") or {}).get("malladi")
+    if not settings:
+        return
+    key = "config key 'literature.malladi"
+    grid, name = config["grid"], settings["optimizer"]
+    if name not in grid["optimizers"]:
+        raise ConfigError(f"{key}.optimizer': '{name}' is not in grid.optimizers ({grid['optimizers']}); its base "
+                          "and lr-only runs are grid runs")
+    kind = config["optimizers"][name]["type"]
+    if kind not in ("adam", "adamw"):
+        raise ConfigError(f"{key}.optimizer': '{name}' is of type {kind}; Malladi et al.'s rule scales Adam's β1, β2 "
+                          "and ε (use an optimizer of type adam or adamw)")
+    base, lrs = settings["base_batch_size"], [float(lr) for lr in config["optimizers"][name]["lrs"]]
+    if base not in grid["batch_sizes"]:
+        raise ConfigError(f"{key}.base_batch_size': {base} is not in grid.batch_sizes ({grid['batch_sizes']})")
+    if on_grid(lrs, settings["base_lr"]) is None:
+        raise ConfigError(f"{key}.base_lr': {settings['base_lr']} is not on optimizers.{name}.lrs ({lrs})")
+    if len(set(settings["k"])) != len(settings["k"]):
+        raise ConfigError(f"{key}.k': duplicate values {settings['k']}")
+    for k in settings["k"]:
+        if base % k or base // k not in grid["batch_sizes"]:
+            raise ConfigError(f"{key}.k': base batch size {base} ÷ k = {base / k:g} is not in grid.batch_sizes "
+                              f"({grid['batch_sizes']}); the lr-only comparison runs are grid runs")
+        if on_grid(lrs, float(settings["base_lr"]) / math.sqrt(k)) is None:
+            raise ConfigError(f"{key}.k': base lr {settings['base_lr']} ÷ √{k} = "
+                              f"{float(settings['base_lr']) / math.sqrt(k):g} is not on optimizers.{name}.lrs "
+                              f"({lrs}); the lr-only comparison runs are grid runs (a perfect square k keeps √k on a "
+                              "factor-2 grid)")
+    for variant in malladi_variants(config):
+        entry = malladi_entry(config, variant)
+        if config["optimizers"].setdefault(variant["name"], entry) != entry:
+            raise ConfigError(f"config key 'optimizers.{variant['name']}': the name is literature.malladi's variant "
+                              "(its settings are derived from the base optimizer); rename this entry")
+
+
+def on_grid(lrs: list[float], lr: float) -> float | None:
+    """The grid's learning rate equal to `lr` up to rounding (lr ÷ √k is computed), or None."""
+    return next((grid_lr for grid_lr in lrs if math.isclose(grid_lr, float(lr), rel_tol=1e-9)), None)
+
+
+def malladi_names(config: dict) -> list[str]:
+    """The names literature.malladi gives its variants, <optimizer>_malladi_k<k> (known before any check)."""
+    settings = (config.get("literature") or {}).get("malladi")
+    return [f"{settings['optimizer']}_malladi_k{k}" for k in settings["k"]] if settings else []
+
+
+def malladi_variants(config: dict) -> list[dict]:
+    """The runs literature.malladi asks for: per k, the base optimizer at batch base ÷ k with lr ÷ √k and its
+    β's and ε scaled too (Malladi et al. 2022: 1−β ×κ, ε ÷√κ at batch ×κ; here κ = 1/k: scaling down keeps
+    β in range), named <optimizer>_malladi_k<k>. The learning rate is the grid's (the lr-only run's)."""
+    settings = (config.get("literature") or {}).get("malladi")
+    if not settings:
+        return []
+    base = config["optimizers"][settings["optimizer"]]
+    beta1, beta2 = base.get("betas", OPTIMIZER_TYPES["adam"]["betas"])
+    eps = base.get("eps", OPTIMIZER_TYPES["adam"]["eps"])
+    lrs = [float(lr) for lr in base["lrs"]]
+    variants = []
+    for k in settings["k"]:
+        lr = float(settings["base_lr"]) / math.sqrt(k)
+        variants.append({"name": malladi_names(config)[len(variants)], "optimizer": settings["optimizer"],
+                         "k": k, "base_batch_size": settings["base_batch_size"],
+                         "base_lr": on_grid(lrs, settings["base_lr"]) or float(settings["base_lr"]),
+                         "batch_size": settings["base_batch_size"] // k, "lr": on_grid(lrs, lr) or lr,
+                         "betas": [1 - (1 - beta1) / k, 1 - (1 - beta2) / k], "eps": eps * math.sqrt(k)})
+    return variants
+
+
+def malladi_entry(config: dict, variant: dict) -> dict:
+    """The `optimizers` entry of a Malladi variant: the base's type and weight decay, its own β's and ε, its
+    one learning rate."""
+    base = config["optimizers"][variant["optimizer"]]
+    return {"type": base["type"], "lrs": [variant["lr"]], "betas": variant["betas"], "eps": variant["eps"],
+            "weight_decay": base["weight_decay"]}
 
 
 def check_splits(dataset: dict) -> None:
@@ -312,14 +442,22 @@ def total_steps(config: dict, batch_size: int) -> int:
     return train["epochs"] * steps_per_epoch(n_train_samples(config), batch_size, train["drop_last"])
 
 
+def trained_optimizers(config: dict) -> dict[str, list[int]]:
+    """Every optimizer entry the config trains → its batch sizes: the grid's optimizers over the grid's batch
+    sizes, then literature.malladi's variants, each at its one batch size (and its one learning rate)."""
+    trained = {name: list(config["grid"]["batch_sizes"]) for name in config["grid"]["optimizers"]}
+    trained.update({variant["name"]: [variant["batch_size"]] for variant in malladi_variants(config)})
+    return trained
+
+
 def runs(config: dict) -> list[Run]:
-    grid = config["grid"]
+    """Every run the config trains: the grid's, then the auxiliary ones (trained_optimizers)."""
     return [
         Run(optimizer, batch_size, float(lr), seed)
-        for optimizer in grid["optimizers"]
-        for batch_size in grid["batch_sizes"]
+        for optimizer, batch_sizes in trained_optimizers(config).items()
+        for batch_size in batch_sizes
         for lr in config["optimizers"][optimizer]["lrs"]
-        for seed in grid["seeds"]
+        for seed in config["grid"]["seeds"]
     ]
 
 
@@ -340,7 +478,8 @@ def bundle_shape(config: dict) -> tuple[int, int]:
 
 
 def partition(config: dict) -> dict[tuple[str, str], list[tuple[float, int]]]:
-    """(optimizer, bundle name) → the bundle's runs as (lr, seed), the same for every batch size.
+    """(optimizer, bundle name) → the bundle's runs as (lr, seed), the same for every batch size of the
+    optimizer (trained_optimizers: the grid's optimizers and the auxiliary variants).
 
     A bundle is a fixed block of the optimizer's grid: bundle `l<i>s<j>` holds the i-th block of
     bundle_shape()'s learning rates, in the order optimizers.<name>.lrs lists them, × the j-th block
@@ -350,7 +489,7 @@ def partition(config: dict) -> dict[tuple[str, str], list[tuple[float, int]]]:
     """
     lrs_per, seeds_per = bundle_shape(config)
     bundles: dict[tuple[str, str], list[tuple[float, int]]] = {}
-    for optimizer in config["grid"]["optimizers"]:
+    for optimizer in trained_optimizers(config):
         for i, lr in enumerate(config["optimizers"][optimizer]["lrs"]):
             for j, seed in enumerate(config["grid"]["seeds"]):
                 name = f"l{i // lrs_per}s{j // seeds_per}"
@@ -395,8 +534,12 @@ def experiment_tag(config: dict, device: str) -> str:
 
 
 def optimizer_settings(config: dict, name: str) -> dict:
-    """An optimizer's settings that change its runs' numbers (defaults filled in; its lrs are per run)."""
-    return {k: v for k, v in config["optimizers"][name].items() if k != "lrs"}
+    """An optimizer's settings that change its runs' numbers (defaults filled in; its lrs are per run; its
+    label changes nothing). Its type, when it is not the name: an entry named after its type has the
+    settings it always had, so its runs keep their folders."""
+    entry = config["optimizers"][name]
+    return {k: v for k, v in entry.items()
+            if k not in ("lrs", *PRESENTATION_KEYS) and not (k == "type" and v == name)}
 
 
 def optimizer_tag(config: dict, name: str) -> str:
@@ -421,8 +564,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError) as error:
         print(f"invalid configuration: {error}", file=sys.stderr)
         return 1
-    print(f"{', '.join(files or ['config.yaml'])}: valid; {len(runs(config))} runs in {len(partition(config))} "
-          f"bundles per batch size; data {data_tag(config)}")
+    batch_sizes = trained_optimizers(config)
+    jobs = sum(len(batch_sizes[optimizer]) for optimizer, _ in partition(config))
+    print(f"{', '.join(files or ['config.yaml'])}: valid; {len(runs(config))} runs in {jobs} bundles (train jobs); "
+          f"data {data_tag(config)}")
     return 0
 
 

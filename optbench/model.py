@@ -6,6 +6,8 @@ import inspect
 import torch
 from torch import nn
 
+from optbench.config import OPTIMIZER_TYPES
+
 N_CLASSES = 10
 
 
@@ -22,20 +24,27 @@ def make_mlp(input_size: int, hidden: list[int], n_classes: int = N_CLASSES) -> 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
+def optimizer_type(name: str, options: dict) -> str:
+    """The torch.optim family of the config's optimizers.<name> entry: its `type:`, else its name."""
+    kind = options.get("type", name)
+    if kind not in OPTIMIZERS:
+        raise ValueError(f"optimizer '{name}' has unknown type '{kind}'; expected one of {', '.join(OPTIMIZERS)}")
+    return kind
+
+
 def optimizer_settings(name: str, lr: float, options: dict) -> dict:
-    """The keyword arguments of torch.optim.<name> for the config's optimizers.<name> table."""
-    if name == "sgd":
-        return {"lr": lr, "momentum": options.get("momentum", 0.0), "weight_decay": options.get("weight_decay", 0.0)}
-    if name in ("adam", "adamw"):
-        return {"lr": lr, "betas": tuple(options.get("betas", (0.9, 0.999))), "eps": options.get("eps", 1e-8),
-                "weight_decay": options.get("weight_decay", 0.0 if name == "adam" else 0.01)}
-    raise ValueError(f"unknown optimizer '{name}'; expected one of sgd, adam, adamw")
+    """The keyword arguments of the torch.optim class of the config's optimizers.<name> entry (its type's
+    settings, config.OPTIMIZER_TYPES' defaults where the entry leaves one out)."""
+    kind = optimizer_type(name, options)
+    settings = {key: options.get(key, default) for key, default in OPTIMIZER_TYPES[kind].items()}
+    if "betas" in settings:
+        settings["betas"] = tuple(settings["betas"])
+    return {"lr": lr, **settings}
 
 
 def make_optimizer(name: str, params, lr: float, options: dict) -> torch.optim.Optimizer:
-    """torch.optim.SGD / Adam / AdamW with the options from the config's optimizers.<name> table."""
-    settings = optimizer_settings(name, lr, options)
-    return OPTIMIZERS[name](params, **settings)
+    """torch.optim.SGD / Adam / AdamW (by the entry's type) with the options of the config's optimizers.<name>."""
+    return OPTIMIZERS[optimizer_type(name, options)](params, **optimizer_settings(name, lr, options))
 
 
 def optimizer_param_group(name: str, lr: float, options: dict, count: int) -> dict:
@@ -44,9 +53,10 @@ def optimizer_param_group(name: str, lr: float, options: dict, count: int) -> di
     (1.3 s, measured), which a bundle job needs for nothing else. The keys are the class's keyword
     defaults (AdamW: Adam with decoupled weight decay) and tests/test_bundle.py checks them against
     torch.optim's own state_dict, so a torch upgrade that changes them fails there."""
-    signature = inspect.signature(OPTIMIZERS[name].__init__).parameters.items()
+    kind = optimizer_type(name, options)
+    signature = inspect.signature(OPTIMIZERS[kind].__init__).parameters.items()
     group = {k: p.default for k, p in signature if k not in ("self", "params") and p.default is not p.empty}
-    if name == "adamw":
+    if kind == "adamw":
         group["decoupled_weight_decay"] = True
     return {**group, **optimizer_settings(name, lr, options), "params": list(range(count))}
 

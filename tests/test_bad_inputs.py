@@ -19,12 +19,21 @@ def edit(config, dotted, value):
     if value is DELETE:
         del node[last]
     else:
-        node[last] = value
+        node[last] = copy.deepcopy(value)  # validation fills defaults in: never into the parameter itself
     return config
 
 
 def probe(**changes):
     return [{"optimizer": "sgd", "batch_size": 64, "lr": 0.2, "seed": 0, **changes}]
+
+
+def malladi(**changes):
+    """A literature.malladi block the tiny grid accepts (the adam grid gains 0.002: MALLADI_GRID), changed."""
+    return {"optimizer": "adam", "base_batch_size": 256, "base_lr": 0.004, "k": [4], **changes}
+
+
+# the tiny config with 0.002 on Adam's grid, so that malladi()'s block (256 → 64, 0.004 → 0.002) is valid
+MALLADI_GRID = {"optimizers.adam.lrs": [0.001, 0.002, 0.004, 0.016]}
 
 
 BAD = [  # (key to set, bad value, key the message must name, words it must contain)
@@ -55,7 +64,18 @@ BAD = [  # (key to set, bad value, key the message must name, words it must cont
     ("optimizers.adam.betas", [0.9], "optimizers.adam.betas", "too short"),
     ("optimizers.adam.betas", [0.9, 1.0], "optimizers.adam.betas.1", "maximum"),
     ("optimizers.adam.eps", 0, "optimizers.adam.eps", "less than or equal to the minimum"),
-    ("optimizers.lion", {"lrs": [0.1]}, "optimizers", "'lion' was unexpected"),
+    ("optimizers.lion", {"lrs": [0.1]}, "optimizers.lion.type", "'lion' is not an optimizer type"),
+    ("optimizers.fast", {"type": "lion", "lrs": [0.1]}, "optimizers.fast.type", "is not one of ['sgd', 'adam'"),
+    ("optimizers.Fast", {"type": "sgd", "lrs": [0.1]}, "optimizers", "lower-case letters, digits and underscores"),
+    ("optimizers.sgd-2", {"type": "sgd", "lrs": [0.1]}, "optimizers", "does not match"),
+    ("optimizers.sgd.betas", [0.9, 0.99], "optimizers.sgd.betas", "not a setting of type sgd"),
+    ("optimizers.sgd_momentum", {"type": "sgd", "momentum": 0.9, "eps": 1e-8, "lrs": [0.1]},
+     "optimizers.sgd_momentum.eps", "not a setting of type sgd (it takes momentum, weight_decay)"),
+    ("optimizers.fast", {"type": "adam", "momentum": 0.9, "lrs": [0.1]}, "optimizers.fast.momentum",
+     "not a setting of type adam"),
+    ("optimizers.fast", {"type": "sgd", "lrs": [0.1], "nesterov": True}, "optimizers.fast", "'nesterov' was unexpected"),
+    ("optimizers.fast", {"type": "sgd", "lrs": [0.1], "label": ""}, "optimizers.fast.label", "should be non-empty"),
+    ("optimizers.fast", {"type": "sgd", "momentum": 1.0, "lrs": [0.1]}, "optimizers.fast.momentum", "maximum"),
     ("grid.batch_sizes", [0], "grid.batch_sizes.0", "less than the minimum of 1"),
     ("grid.batch_sizes", [-16], "grid.batch_sizes.0", "less than the minimum of 1"),
     ("grid.batch_sizes", [64.5], "grid.batch_sizes.0", "not of type 'integer'"),
@@ -67,10 +87,12 @@ BAD = [  # (key to set, bad value, key the message must name, words it must cont
     ("grid.seeds", [], "grid.seeds", "should be non-empty"),
     ("grid.seeds", [0, 1.5], "grid.seeds.1", "not of type 'integer'"),
     ("grid.seeds", [0, -1], "grid.seeds.1", "minimum"),
-    ("grid.optimizers", ["rmsprop"], "grid.optimizers.0", "is not one of"),
+    ("grid.optimizers", ["rmsprop"], "grid.optimizers", "optimizer 'rmsprop' has no entry in optimizers"),
+    ("grid.optimizers", ["Adam"], "grid.optimizers.0", "does not match"),
     ("grid.optimizers", [], "grid.optimizers", "should be non-empty"),
     ("grid.optimizers", ["sgd", "sgd"], "grid.optimizers", "duplicate"),
-    ("grid.optimizers", ["sgd", "adamw"], "optimizers.adamw.lrs", "has no learning-rate list"),
+    ("grid.optimizers", ["sgd", "adamw"], "grid.optimizers", "optimizer 'adamw' has no entry in optimizers"),
+    ("optimizers.adam.lrs", DELETE, "optimizers.adam.lrs", "has no learning-rate list"),
     ("dataset.name", "cifar10", "dataset.name", "is not one of"),
     ("dataset.val_fraction", 0.9, "dataset.val_fraction", "maximum"),
     ("dataset.val_fraction", 0, "dataset.val_fraction", "less than or equal to the minimum"),
@@ -96,6 +118,25 @@ BAD = [  # (key to set, bad value, key the message must name, words it must cont
     ("grad_variance.batch_sizes", [1, 3600], "grad_variance.batch_sizes", "not below the 3600"),
     ("grad_variance.batch_sizes", [1, 1], "grad_variance.batch_sizes", "duplicate"),
     ("grad_variance.draws", 1, "grad_variance.draws", "less than the minimum of 2"),
+    ("grad_variance.probes", probe(optimizer="SGD"), "grad_variance.probes.0.optimizer", "does not match"),
+    ("literature.shallue", {}, "literature", "'shallue' was unexpected"),
+    ("literature.malladi", {"optimizer": "adam", "base_batch_size": 256, "base_lr": 0.004},
+     "literature.malladi", "'k' is a required property"),
+    ("literature.malladi", malladi(k=[1]), "literature.malladi.k.0", "minimum of 2"),
+    ("literature.malladi", malladi(k=[4, 4]), "literature.malladi.k", "duplicate"),
+    ("literature.malladi", malladi(optimizer="adamw"), "literature.malladi.optimizer", "not in grid.optimizers"),
+    ("literature.malladi", malladi(optimizer="sgd", base_lr=0.8), "literature.malladi.optimizer", "of type sgd"),
+    ("literature.malladi", malladi(base_batch_size=128), "literature.malladi.base_batch_size",
+     "128 is not in grid.batch_sizes"),
+    ("literature.malladi", malladi(k=[2]), "literature.malladi.k", "base batch size 256 ÷ k = 128 is not in"),
+    ("literature.malladi", malladi(k=[3]), "literature.malladi.k", "÷ k = 85.3333 is not in grid.batch_sizes"),
+    ("literature.malladi", malladi(base_lr=0.003), "literature.malladi.base_lr", "0.003 is not on optimizers.adam.lrs"),
+    ("literature.malladi", malladi(base_lr=0.016), "literature.malladi.k", "base lr 0.016 ÷ √4 = 0.008 is not on"),
+    ("literature.malladi", malladi(base_batch_size=256.0), "literature.malladi.base_batch_size", "write 256"),
+    ("grid.optimizers", ["sgd", "adam", "adam_malladi_k4"], "grid.optimizers",
+     "'adam_malladi_k4' is literature.malladi's variant"),
+    ("optimizers.adam_malladi_k4", {"type": "adam", "lrs": [0.002]}, "optimizers.adam_malladi_k4",
+     "the name is literature.malladi's variant"),
     ("grad_variance.confidence", 0.9, "grad_variance.confidence", "it is now 'analysis.confidence'"),
     ("grad_variance.bootstrap_resamples", 999, "grad_variance.bootstrap_resamples",
      "it is now 'analysis.bootstrap_resamples'"),
@@ -107,7 +148,13 @@ BAD = [  # (key to set, bad value, key the message must name, words it must cont
 @pytest.mark.parametrize("key, value, named, words", BAD, ids=[f"{b[0]}={b[1]!r}"[:48] for b in BAD])
 def test_bad_value_is_refused_naming_the_key_and_writing_nothing(tmp_path, monkeypatch, key, value, named, words):
     monkeypatch.chdir(tmp_path)
-    config = edit(copy.deepcopy(load_config(TINY)), key, value)
+    config = copy.deepcopy(load_config(TINY))
+    if "malladi" in f"{key}{value}":
+        for grid_key, grid_value in MALLADI_GRID.items():
+            edit(config, grid_key, grid_value)
+        if not key.startswith("literature"):
+            edit(config, "literature.malladi", malladi())
+    config = edit(config, key, value)
     with pytest.raises(ConfigError) as error:
         prepare_config(config)
     assert f"config key '{named}'" in str(error.value)

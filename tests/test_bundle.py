@@ -305,3 +305,101 @@ def test_member_keeps_the_partial_last_batch_like_its_solo_run(mnist1d_tensors, 
         assert member.steps_done == solo.steps_done == 16 and member.log_steps == solo.log_steps
         for key, value in solo.checkpoint_states[-1].items():
             torch.testing.assert_close(member.checkpoint_states[-1][key], value, rtol=0, atol=1e-5)
+
+
+# ---- named optimizer variants (an entry's `type:` picks the family; its name is only a name) ----
+
+VARIANTS = {  # entry name → (its config entry, the torch.optim optimizer it must equal, built directly)
+    "sgd_momentum": ({"type": "sgd", "momentum": 0.9, "weight_decay": 0.0},
+                     lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9)),
+    "adam_malladi_k4": ({"type": "adam", "betas": [0.975, 0.99975], "eps": 2e-8, "weight_decay": 0.0},
+                        lambda params, lr: torch.optim.Adam(params, lr=lr, betas=(0.975, 0.99975), eps=2e-8)),
+}
+
+
+def variant_config(config, name, lrs):
+    config = copy.deepcopy(config)
+    config["optimizers"][name] = {**VARIANTS[name][0], "lrs": lrs}
+    config["train"].update(epochs=1, checkpoints=6, drop_last=True)
+    return config
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_a_named_variants_member_matches_torch_optim_with_its_settings_over_20_steps(mnist1d_tensors, config, name):
+    """sgd_momentum: {type: sgd, momentum: 0.9} in a bundle, three learning rates (so the vectorised update,
+    not torch.optim, steps them), against torch.optim.SGD(momentum=0.9) built here, not by make_optimizer."""
+    lrs = [0.05, 0.2, 0.1] if name == "sgd_momentum" else [0.001, 0.004, 0.002]
+    config = variant_config(config, name, lrs)
+    tensors = {**mnist1d_tensors, "x_train": mnist1d_tensors["x_train"][:320], "y_train": mnist1d_tensors["y_train"][:320]}
+    runs = [Run(name, 16, lr, seed) for lr, seed in zip(lrs, (0, 1, 2))]
+    for run, result in zip(runs, train_bundle(tensors, runs, config, log=quiet)):
+        assert result.status == "ok" and result.steps_done == 20
+        model = init_model(tensors["x_train"], config["model"]["hidden"], run.seed)
+        optimizer = VARIANTS[name][1](model.parameters(), run.lr)
+        order = torch.Generator().manual_seed(derived_seed(run.seed, "order"))
+        permutation = torch.randperm(320, generator=order)
+        for step in range(20):
+            index = permutation[16 * step:16 * (step + 1)]
+            nn.CrossEntropyLoss()(model(tensors["x_train"][index]), tensors["y_train"][index]).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        for key, value in model.state_dict().items():
+            torch.testing.assert_close(result.checkpoint_states[-1][key], value, rtol=0, atol=1e-5)
+
+
+def test_the_momentum_update_equals_torch_optim_sgd_with_momentum_per_member():
+    torch.manual_seed(0)
+    lrs = [0.3, 0.01, 0.07]
+    stacked = [torch.randn(3, 5, 4), torch.randn(3, 5)]
+    alone = [[nn.Parameter(p[m].clone()) for p in stacked] for m in range(3)]
+    ours = VectorisedOptimizer("sgd_momentum", stacked, lrs, VARIANTS["sgd_momentum"][0])
+    assert ours.kind == "sgd" and ours.settings["momentum"] == 0.9
+    theirs = [VARIANTS["sgd_momentum"][1](params, lr) for params, lr in zip(alone, lrs)]
+    for _ in range(15):
+        grads = [torch.randn_like(p) for p in stacked]
+        ours.step(grads=grads)
+        for m, optim in enumerate(theirs):
+            for q, g in zip(alone[m], grads):
+                q.grad = g[m].clone()
+            optim.step()
+    for m in range(3):
+        for p, q in zip(stacked, alone[m]):
+            torch.testing.assert_close(p[m], q.detach(), rtol=1e-6, atol=1e-7)
+        assert "momentum_buffer" in ours.state[stacked[0]]
+
+
+def test_a_momentum_bundle_resumed_from_a_saved_epoch_is_bit_identical(tmp_path, mnist1d_tensors, config):
+    """The momentum buffers travel in the resume state (torch.optim's state_dict format), so a resumed
+    momentum bundle continues bit for bit, and a solo torch.optim run continues from a member's state."""
+    tensors = {**mnist1d_tensors, "x_train": mnist1d_tensors["x_train"][:512],
+               "y_train": mnist1d_tensors["y_train"][:512]}
+    config = variant_config(config, "sgd_momentum", [0.05, 0.02])
+    config["train"].update(epochs=4, checkpoints=8)
+    runs = [Run("sgd_momentum", 32, 0.05, 0), Run("sgd_momentum", 32, 0.02, 1)]
+    whole = train_bundle(tensors, runs, config, log=quiet)
+    saved = []
+    train_bundle(tensors, runs, config, log=quiet, on_epoch_end=lambda build: saved.append(build()))
+    atomic_torch_save(saved[1], tmp_path / "states.pt")  # after epoch 2
+    states = load_tensors(tmp_path / "states.pt")
+    assert all("momentum_buffer" in s["optimizer"]["state"][0] for s in states)
+    resumed = train_bundle(tensors, runs, config, log=quiet, resumes=states)
+    for a, b in zip(resumed, whole):
+        assert a.log_losses == b.log_losses and a.checkpoint_steps == b.checkpoint_steps
+        for x, y in zip(a.checkpoint_states, b.checkpoint_states):
+            assert all(torch.equal(x[k], y[k]) for k in x)
+    solo = train_run(tensors, runs[1], config, log=quiet, resume=states[1])
+    for key, value in whole[1].checkpoint_states[-1].items():
+        torch.testing.assert_close(solo.checkpoint_states[-1][key], value, rtol=0, atol=1e-5)
+
+
+def test_a_variants_name_changes_no_number(mnist1d_tensors, config):
+    """sgd_momentum {type: sgd, momentum: 0.9} trains exactly as an entry named sgd with momentum 0.9."""
+    tensors = {**mnist1d_tensors, "x_train": mnist1d_tensors["x_train"][:320], "y_train": mnist1d_tensors["y_train"][:320]}
+    named = variant_config(config, "sgd_momentum", [0.05, 0.1])
+    plain = copy.deepcopy(named)
+    plain["optimizers"]["sgd"] = {k: v for k, v in named["optimizers"]["sgd_momentum"].items() if k != "type"}
+    a = train_bundle(tensors, [Run("sgd_momentum", 16, 0.05, 0), Run("sgd_momentum", 16, 0.1, 1)], named, log=quiet)
+    b = train_bundle(tensors, [Run("sgd", 16, 0.05, 0), Run("sgd", 16, 0.1, 1)], plain, log=quiet)
+    for x, y in zip(a, b):
+        assert x.log_losses == y.log_losses
+        assert all(torch.equal(x.checkpoint_states[-1][k], y.checkpoint_states[-1][k]) for k in x.checkpoint_states[-1])

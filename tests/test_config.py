@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from optbench.config import (experiment_tag, groups, load_config, lr_tag, optimizer_tag, partition, prepare_config,
-                             runs)
+from optbench.config import (OPTIMIZER_TYPES, experiment_tag, groups, load_config, lr_tag, optimizer_label,
+                             optimizer_settings, optimizer_tag, partition, prepare_config, runs, trained_optimizers)
 from optbench.identity import STAGE_CODE, code_digest
 from optbench.jobs import planned_device
 from tests.conftest import ROOT, TINY, snakemake
@@ -30,9 +30,13 @@ def test_default_grid_meets_the_issue():
         lrs = sorted(config["optimizers"][name]["lrs"])
         assert lrs[-1] / lrs[0] >= 1000, f"{name} grid spans < 3 decades"
         assert all(2 * a in lrs and 4 * a in lrs for a in lrs[:5]), f"{name}: ×2 and ×4 pairs missing"
-    assert len(runs(config)) == 2 * 5 * 12 * 3 and len(groups(config)) == 120
-    # one bundle of 12 learning rates × 3 seeds per optimizer and batch size
-    assert {len(members) for members in partition(config).values()} == {36} and len(partition(config)) == 2
+    # the grid's 360 runs, then literature.malladi's two variants × 3 seeds at their one batch size and lr
+    grid = [r for r in runs(config) if r.optimizer in config["grid"]["optimizers"]]
+    assert len(grid) == 2 * 5 * 12 * 3 and len(runs(config)) == 360 + 2 * 3 and len(groups(config)) == 120 + 2
+    # one bundle of 12 learning rates × 3 seeds per optimizer and batch size (and one of 3 seeds per variant)
+    bundles = partition(config)
+    assert {len(bundles[(o, "l0s0")]) for o in ("sgd", "adam")} == {36} and len(bundles) == 4
+    assert bundles[("adam_malladi_k4", "l0s0")] == [(0.0032, 0), (0.0032, 1), (0.0032, 2)]
 
 
 def test_lr_tag_round_trips():
@@ -83,6 +87,53 @@ def test_adding_an_optimizer_or_changing_ones_settings_leaves_the_others_runs_al
     momentum["optimizers"]["sgd"]["momentum"] = 0.9
     changed = tags(momentum)
     assert changed[0] == before[0] and changed[1]["adam"] == before[1]["adam"] and changed[1]["sgd"] != before[1]["sgd"]
+
+
+def test_entries_named_after_their_type_keep_the_folders_they_had_before_types(tiny_config):
+    """Digests of today's entries, as they were before `type:` existed: their runs stay where they are."""
+    config = prepare_config(load_config(ROOT / "config.yaml"))
+    assert {name: optimizer_tag(config, name) for name in ("sgd", "adam", "adamw")} == {
+        "sgd": "sgd-83ba9bb9", "adam": "adam-b56cd74f", "adamw": "adamw-e955119e"}
+    assert optimizer_tag(tiny_config, "sgd") == "sgd-83ba9bb9" and tiny_config["optimizers"]["sgd"]["type"] == "sgd"
+
+
+def test_a_named_variant_gets_its_type_its_types_defaults_and_a_folder_of_its_own(tiny_config):
+    config = copy.deepcopy(tiny_config)
+    config["optimizers"]["sgd_momentum"] = {"type": "sgd", "momentum": 0.9, "lrs": [0.01, 0.04]}
+    config["grid"]["optimizers"].append("sgd_momentum")
+    config = prepare_config(config)
+    assert config["optimizers"]["sgd_momentum"] == {"type": "sgd", "momentum": 0.9, "weight_decay": 0.0,
+                                                    "lrs": [0.01, 0.04]}
+    assert optimizer_settings(config, "sgd_momentum") == {"type": "sgd", "momentum": 0.9, "weight_decay": 0.0}
+    assert optimizer_tag(config, "sgd_momentum").startswith("sgd_momentum-")
+    assert trained_optimizers(config)["sgd_momentum"] == [64, 256]
+    assert {lr for (o, _), members in partition(config).items() if o == "sgd_momentum" for lr, _ in members} == {0.01, 0.04}
+    assert optimizer_label("sgd_momentum") == "momentum SGD"
+
+
+def test_the_type_is_part_of_a_variants_identity_and_its_label_is_not(tiny_config):
+    config = copy.deepcopy(tiny_config)
+    config["optimizers"]["fast"] = {"type": "adam", "lrs": [0.001], "weight_decay": 0.01}
+    as_adam = optimizer_tag(prepare_config(copy.deepcopy(config)), "fast")
+    config["optimizers"]["fast"]["type"] = "adamw"   # the same settings, another update rule
+    as_adamw = optimizer_tag(prepare_config(copy.deepcopy(config)), "fast")
+    config["optimizers"]["fast"]["label"] = "fast AdamW"
+    labelled = prepare_config(copy.deepcopy(config))
+    assert as_adam != as_adamw == optimizer_tag(labelled, "fast")
+    assert optimizer_label("fast", labelled) == "fast AdamW" and optimizer_label("fast") == "fast"
+    assert optimizer_label("adam_malladi_k16") == "Adam, Malladi-scaled to B/16"
+    assert optimizer_label("my_adam_2") == "my Adam 2"
+
+
+def test_the_optimizer_types_are_declared_once_for_schema_config_and_factory():
+    import yaml
+
+    from optbench.model import OPTIMIZERS
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    assert schema["$defs"]["optimizer"]["properties"]["type"]["enum"] == list(OPTIMIZER_TYPES) == list(OPTIMIZERS)
+    settings = {key for defaults in OPTIMIZER_TYPES.values() for key in defaults}
+    assert set(schema["$defs"]["optimizer"]["properties"]) == {"type", "label", "lrs", *settings}
 
 
 def test_torchvision_roots_are_part_of_the_data_identity(tiny_config, tmp_path):

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from optbench.config import Run
 from optbench.evaluate import evaluate_split
 from optbench.io import atomic_torch_save, load_tensors
-from optbench.model import make_optimizer
+from optbench.model import make_optimizer, optimizer_param_group
 from optbench.train import checkpoint_schedule, derived_seed, init_model, train_run
 from tests.conftest import ROOT
 from tests.tutorial import train_loop
@@ -118,6 +118,41 @@ def test_optimizer_options_reach_torch_optim():
     assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["betas"] == (0.8, 0.99)
     adamw = make_optimizer("adamw", params, 1e-3, {})
     assert isinstance(adamw, torch.optim.AdamW) and math.isclose(adamw.param_groups[0]["weight_decay"], 0.01)
+
+
+@pytest.mark.parametrize("name, options, cls, expected", [
+    ("sgd_momentum", {"type": "sgd", "momentum": 0.9}, torch.optim.SGD, {"momentum": 0.9, "weight_decay": 0.0}),
+    ("fast_adam", {"type": "adam", "eps": 1e-6}, torch.optim.Adam, {"betas": (0.9, 0.999), "eps": 1e-6}),
+    ("decoupled", {"type": "adamw"}, torch.optim.AdamW, {"weight_decay": 0.01}),
+    ("adam", {"type": "adamw"}, torch.optim.AdamW, {"weight_decay": 0.01}),   # the type, not the name, decides
+])
+def test_a_named_entry_gets_the_torch_optim_class_of_its_type(name, options, cls, expected):
+    params = [nn.Parameter(torch.zeros(2))]
+    optimizer = make_optimizer(name, params, 0.1, options)
+    assert type(optimizer) is cls and optimizer.param_groups[0]["lr"] == 0.1
+    assert {k: optimizer.param_groups[0][k] for k in expected} == expected
+    # the bundle's hand-built param group (no torch.optim in a bundle job) is torch.optim's own
+    assert optimizer_param_group(name, 0.1, options, 1) == optimizer.state_dict()["param_groups"][0]
+
+
+def test_an_unknown_optimizer_type_is_refused_by_name():
+    with pytest.raises(ValueError, match="optimizer 'fast' has unknown type 'fast'"):
+        make_optimizer("fast", [nn.Parameter(torch.zeros(2))], 0.1, {})
+    with pytest.raises(ValueError, match="unknown type 'lion'"):
+        make_optimizer("sgd", [nn.Parameter(torch.zeros(2))], 0.1, {"type": "lion"})
+
+
+def test_a_named_variant_trains_alone_as_its_type_would(mnist1d_tensors, config):
+    """train_run (train.bundle_size 1) of sgd_momentum {type: sgd, momentum: 0.9}: the same bits as an entry
+    named sgd with momentum 0.9 (the name is a label), and not the bits of plain SGD."""
+    tensors = {**mnist1d_tensors, "x_train": mnist1d_tensors["x_train"][:320], "y_train": mnist1d_tensors["y_train"][:320]}
+    config["train"].update(epochs=1, checkpoints=4)
+    config["optimizers"]["sgd_momentum"] = {"type": "sgd", "momentum": 0.9, "lrs": [0.05]}
+    momentum = train_run(tensors, Run("sgd_momentum", 32, 0.05, 0), config, log=lambda _: None)
+    plain = train_run(tensors, Run("sgd", 32, 0.05, 0), config, log=lambda _: None)
+    config["optimizers"]["sgd"] = {"momentum": 0.9, "lrs": [0.05]}
+    same = train_run(tensors, Run("sgd", 32, 0.05, 0), config, log=lambda _: None)
+    assert momentum.log_losses == same.log_losses and momentum.log_losses != plain.log_losses
 
 
 FAULTS_PER_BLOCK = """

@@ -20,6 +20,7 @@ from optbench.config import (  # noqa: E402
     partition,
     prepare_config,
     total_steps,
+    trained_optimizers,
 )
 from optbench.identity import code_digest  # noqa: E402
 from optbench.io import receipt_problem  # noqa: E402
@@ -49,10 +50,11 @@ EXP = experiment_tag(config, DEVICE)
 DATA = f"results/data/{data_tag(config)}.pt"
 RUNS = f"results/runs/{EXP}"
 PROBES = bool(config["grad_variance"]["probes"])
-# <optimizer>-<digest of its settings>: the folder of each optimizer's runs
-OPTIMIZER_DIRS = {
-    name: optimizer_tag(config, name) for name in config["grid"]["optimizers"]
-}
+# Every optimizer entry trained → its batch sizes: the grid's, and the auxiliary runs the literature's
+# claims ask for (literature.malladi's variants, each at its one batch size and learning rate)
+TRAINED = trained_optimizers(config)
+# <optimizer>-<digest of its settings, type included>: the folder of each optimizer's runs
+OPTIMIZER_DIRS = {name: optimizer_tag(config, name) for name in TRAINED}
 # Code identity: the digests of the library code that makes the data and the runs (comments and
 # docstrings excluded). They are params of the data and train jobs, so Snakemake reruns them when that
 # code changes; a train job then retrains exactly the runs made by other code (see README).
@@ -72,7 +74,8 @@ def run_identity(optimizer):
 
 
 wildcard_constraints:
-    optimizer="sgd|adam|adamw",
+    # exactly the trained entries' names (free identifiers: lower-case letters, digits, underscores)
+    optimizer="|".join(OPTIMIZER_DIRS),
     settings="[0-9a-f]{8}",
     batch_size=r"\d+",
     lr=r"[0-9][0-9.e+-]*",
@@ -83,9 +86,7 @@ wildcard_constraints:
 
 # (optimizer, bundle name) → its runs as (lr, seed); one train and one evaluate job per bundle and batch size
 BUNDLES = partition(config)
-BUNDLE_JOBS = [
-    (o, name, b) for o, name in BUNDLES for b in config["grid"]["batch_sizes"]
-]
+BUNDLE_JOBS = [(o, name, b) for o, name in BUNDLES for b in TRAINED[o]]
 RUN_BUNDLE = {
     (o, lr, seed): name
     for (o, name), members in BUNDLES.items()
