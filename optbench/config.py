@@ -367,7 +367,8 @@ def check_splits(dataset: dict) -> None:
 
 
 def check_grad_variance(config: dict) -> None:
-    """Cross-key checks of `grad_variance`: every probe is a run of the grid, every m is below n."""
+    """Cross-key checks of `grad_variance`: every probe is a run of the grid, every m (the Hessian probe's
+    too) is below n."""
     settings = config["grad_variance"]
     grid = config["grid"]
     seen = set()
@@ -398,6 +399,10 @@ def check_grad_variance(config: dict) -> None:
         if max(spec) >= n:
             raise ConfigError(f"config key 'grad_variance.batch_sizes': m = {max(spec)} is not below the {n} "
                               f"training samples (m = n has no error to measure); use at most {n - 1}")
+    hessian = settings["hessian"]
+    if hessian["checkpoints"] and hessian["batch_size"] >= n:
+        raise ConfigError(f"config key 'grad_variance.hessian.batch_size': m = {hessian['batch_size']} is not below "
+                          f"the {n} training samples (m = n has no error e = g_B − G); use at most {n - 1}")
 
 
 TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}

@@ -1,4 +1,4 @@
-"""Mini-batch gradient noise at checkpoints, measured raw: σ², ||∇f||², and the K draws of ||g_B − ∇f||² per m."""
+"""Mini-batch gradient noise at checkpoints, measured raw: σ², ||∇f||², the K draws of ||g_B − ∇f||² per m, GᵀHG and eᵀHe."""
 from __future__ import annotations
 
 import math
@@ -20,6 +20,11 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 TUTORIAL_M = 100              # "with a mini-batch size of 100, effect of noise is divided by 100"
 FALLBACK_ELEMENTS = 2**24     # per-sample gradient entries one vmap chunk may hold (64 MiB in float32)
 FACTOR_ELEMENTS = 2**22       # gathered a_i, δ_i entries one mini-batch product may hold (16 MiB in float32)
+# Seed stream of the Hessian probe's mini-batches: the σ² draws use streams m < n (≤ 60 000 here), the
+# analysis stage's bootstrap of eᵀHe 10**6 + 1 (optbench.critical.HESSIAN_STREAM)
+HESSIAN_STREAM = 10**6 + 2
+HESSIAN_TABLES = ("hessian", "hessian_draws")
+
 
 def cross_entropy_per_sample(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """f_i of every sample in a chunk: the tutorial's nn.CrossEntropyLoss without its mean."""
@@ -274,6 +279,63 @@ def pair_products(errors: torch.Tensor, n: int, m: int) -> tuple[float, int]:
     return float(products.sum()), len(products)
 
 
+def hessian_vector_products(model: nn.Module, x: torch.Tensor, y: torch.Tensor, vectors: torch.Tensor,
+                            loss_fn: LossFn = cross_entropy_per_sample, chunk_size: int = 4096) -> torch.Tensor:
+    """H·v (float64, k × P) for each row v of `vectors` (k × P, the trainable parameters flattened in
+    named_parameters order), H the Hessian of f = (1/n) Σ f_i over all n samples; never a dense Hessian.
+
+    Double backward: per chunk of samples, one backward with create_graph gives the chunk's summed
+    gradient as a graph, and one backward of ⟨∇f_chunk, v⟩ per vector gives H_chunk·v (H is symmetric,
+    so that vector-Jacobian product is the Hessian-vector product); the chunk's graph is built once for
+    all k vectors and freed before the next chunk (memory: one chunk's double-backward graph). The
+    products run in the model's dtype; the sums over chunks and the result are float64.
+    """
+    named = [p for p in model.parameters() if p.requires_grad]
+    products = torch.zeros(vectors.shape, dtype=torch.float64)
+    for start in range(0, len(x), chunk_size):
+        xc, yc = x[start:start + chunk_size], y[start:start + chunk_size]
+        grads = torch.autograd.grad(loss_fn(model(xc), yc).sum(), named, create_graph=True)
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        for i, vector in enumerate(vectors):
+            parts = torch.autograd.grad(flat, named, grad_outputs=vector.to(flat), retain_graph=i + 1 < len(vectors),
+                                        allow_unused=True)
+            products[i] += torch.cat([(h if h is not None else torch.zeros_like(p)).reshape(-1)
+                                      for h, p in zip(parts, named)]).double().cpu()
+    return products / len(x)
+
+
+def hessian_probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, gradient: GradientStats, m: int, draws: int,
+                  generator: torch.Generator, loss_fn: LossFn = cross_entropy_per_sample,
+                  chunk_size: int = 4096) -> tuple[float, torch.Tensor]:
+    """(GᵀHG, eᵀHe of each draw) at the model's weights, for McCandlish et al.'s B_noise = tr(HΣ)/GᵀHG.
+
+    G = gradient.flat_grad() is the exact full-batch gradient, so GᵀHG takes one full-batch HVP; each of
+    the `draws` fresh mini-batches of size m (uniform, without replacement: minibatch_errors) gives
+    e = g_B − G and eᵀHe by one more, with E[eᵀHe] = tr(HΣ)·(n−m)/(m(n−1)) (the analysis stage
+    divides by that factor: optbench.critical). The model is not convex: either may be ≤ 0.
+    """
+    full = gradient.flat_grad()
+    errors = minibatch_errors(model, x, y, full, m, draws, generator, loss_fn, gradient.factors)
+    products = hessian_vector_products(model, x, y, torch.cat([full[None].cpu(), errors]), loss_fn, chunk_size)
+    return float(full.cpu() @ products[0]), (errors * products[1:]).sum(1)
+
+
+def hessian_checkpoints(steps: list[int], picked: list[int], count: int) -> list[int]:
+    """Which of the probed checkpoints (indices `picked`) also get the Hessian probe: `count` of them
+    spread evenly in steps, the one nearest each of last·j/count for j = 1..count, so the start (where
+    no batch size has reached a target loss yet) is left out and the budget goes where the
+    critical-batch comparison reads it (the checkpoint nearest the target loss)."""
+    if count <= 0 or not picked:
+        return []
+    if count >= len(picked):
+        return list(picked)
+    last, chosen = steps[picked[-1]], []
+    for j in range(1, count + 1):
+        left = [i for i in picked if i not in chosen]
+        chosen.append(min(left, key=lambda i: (abs(steps[i] - last * j / count), i)))
+    return sorted(chosen)
+
+
 def layer_table(gradient: GradientStats, model: nn.Module) -> pd.DataFrame:
     """σ² and ||∇f||² per layer (parameters grouped by module): which layers carry the noise."""
     rows: dict[str, dict] = {}
@@ -295,11 +357,16 @@ def layer_table(gradient: GradientStats, model: nn.Module) -> pd.DataFrame:
 
 def probe_checkpoint(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_sizes: list[int], draws: int,
                      entropy: list[int], chunk_size: int = 4096,
-                     loss_fn: LossFn = cross_entropy_per_sample) -> dict[str, pd.DataFrame]:
+                     loss_fn: LossFn = cross_entropy_per_sample, hessian: dict | None = None) -> dict[str, pd.DataFrame]:
     """The raw measurements at one checkpoint, in eval mode: {'moments': one row per m, 'draws': the K
     values of ||g_B − ∇f||² per m, 'layers': per-layer σ²}. The draws for m are seeded by
     (entropy, m): probe_run passes (config seed, run, step), so no two checkpoints share draws and a
-    row does not depend on which other m values are probed."""
+    row does not depend on which other m values are probed.
+
+    With `hessian` ({'batch_size': m, 'draws': K}: grad_variance.hessian) also {'hessian': GᵀHG beside
+    σ² and ||∇f||², 'hessian_draws': the K values of eᵀHe}, from batches seeded by (entropy,
+    HESSIAN_STREAM), a stream no σ² draw (m < n) and no bootstrap uses: they are not the σ² draws.
+    """
     model.eval()
     gradient = gradient_stats(model, x, y, loss_fn, chunk_size, keep_factors=True)
     sigma2, grad_norm2, full = gradient.sigma2, gradient.grad_norm2, gradient.flat_grad()
@@ -313,8 +380,16 @@ def probe_checkpoint(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_s
                         "train_loss": gradient.loss, "mean_error_sq": float(errors.mean(0).pow(2).sum()),
                         "pair_sum": pair_sum, "pair_count": pair_count})
         samples.append(pd.DataFrame({"m": m, "draw": np.arange(draws), "sq_error": errors.pow(2).sum(1).numpy()}))
-    return {"moments": pd.DataFrame(moments), "draws": pd.concat(samples, ignore_index=True),
-            "layers": layer_table(gradient, model)}
+    tables = {"moments": pd.DataFrame(moments), "draws": pd.concat(samples, ignore_index=True),
+              "layers": layer_table(gradient, model)}
+    if hessian:
+        m, count = hessian["batch_size"], hessian["draws"]
+        generator = torch.Generator().manual_seed(draw_seed(entropy, HESSIAN_STREAM))
+        g_h_g, e_h_e = hessian_probe(model, x, y, gradient, m, count, generator, loss_fn, chunk_size)
+        tables["hessian"] = pd.DataFrame([{"n": n, "m": m, "draws": count, "g_h_g": g_h_g, "sigma2": sigma2,
+                                           "grad_norm2": grad_norm2}])
+        tables["hessian_draws"] = pd.DataFrame({"draw": np.arange(count), "e_h_e": e_h_e.numpy()})
+    return tables
 
 
 def selected_checkpoints(steps: list[int], states: list, spec: str | int) -> list[int]:
@@ -336,10 +411,13 @@ def probe_run(model: nn.Module, bundle: dict, x: torch.Tensor, y: torch.Tensor, 
     """
     steps = bundle["steps"].tolist()
     batch_sizes = resolve_batch_sizes(settings["batch_sizes"], len(x))
+    hessian = settings.get("hessian") or {"checkpoints": 0}
     # The job records only what a statistic is computed from; the statistics — bootstrap CIs, z and
-    # its range, slopes — are the analysis stage's (optbench.noise).
-    frames: dict[str, list] = {name: [] for name in PROBE_TABLES}
+    # its range, slopes, B_noise — are the analysis stage's (optbench.noise, optbench.critical).
+    frames: dict[str, list] = {name: [] for name in PROBE_TABLES
+                               if hessian["checkpoints"] or name not in HESSIAN_TABLES}
     picked = selected_checkpoints(steps, bundle["states"], settings["checkpoints"])
+    with_hessian = set(hessian_checkpoints(steps, picked, hessian["checkpoints"]))
     for count, index in enumerate(picked, 1):
         model.load_state_dict(bundle["states"][index])
         step = steps[index]
@@ -350,14 +428,24 @@ def probe_run(model: nn.Module, bundle: dict, x: torch.Tensor, y: torch.Tensor, 
             log(f"checkpoint {count}/{len(picked)} (step {step}): training loss {loss}, skipped (σ² undefined)")
             continue
         result = probe_checkpoint(model, x, y, batch_sizes, settings["draws"],
-                                  [settings["seed"], run_entropy(identity), step], settings["chunk_size"])
+                                  [settings["seed"], run_entropy(identity), step], settings["chunk_size"],
+                                  hessian=hessian if index in with_hessian else None)
         for name, table in result.items():
             columns = TABLES[PROBE_TABLES[name]].columns
             frames[name].append(table.assign(**{k: v for k, v in where.items() if k in columns}))
         first = result["moments"].iloc[0]
         log(f"checkpoint {count}/{len(picked)} (step {step}): sigma2 {first['sigma2']:.4g} "
-            f"B_simple {first['sigma2'] / first['grad_norm2']:.4g}, {len(batch_sizes)} m × {settings['draws']} draws")
+            f"B_simple {first['sigma2'] / first['grad_norm2']:.4g}, {len(batch_sizes)} m × {settings['draws']} draws"
+            + (hessian_summary(result, len(x)) if "hessian" in result else ""))
     return {name: combine(parts, PROBE_TABLES[name]) for name, parts in frames.items()}
+
+
+def hessian_summary(result: dict[str, pd.DataFrame], n: int) -> str:
+    """The log's glance at a checkpoint's Hessian probe (the analysis stage computes the real estimate)."""
+    row = result["hessian"].iloc[0]
+    m = int(row["m"])
+    trace = float(result["hessian_draws"]["e_h_e"].mean()) * m * (n - 1) / (n - m)
+    return f"; GᵀHG {row['g_h_g']:.4g}, tr(HΣ) ≈ {trace:.4g} ({int(row['draws'])} HVP draws at m = {m})"
 
 
 def default_batch_sizes(n: int) -> list[int]:

@@ -177,7 +177,8 @@ TABLES: dict[str, TableSpec] = {spec.name: spec for spec in [
 
 
 # the grad_variance job's outputs (per probe run) → the tables aggregate_gradvar combines them into
-PROBE_TABLES = {"moments": "probe_moments", "draws": "probe_draws", "layers": "gradvar_layers"}
+PROBE_TABLES = {"moments": "probe_moments", "draws": "probe_draws", "layers": "gradvar_layers",
+                "hessian": "probe_hessian", "hessian_draws": "probe_hessian_draws"}
 
 
 def _problem(path: Path, spec: TableSpec, what: str) -> CorruptFileError:

@@ -1,4 +1,4 @@
-"""Snakemake job: gradient-noise probes of one run — σ², ||∇f||² and the K draws of ||g_B − ∇f||² per m, raw."""
+"""Snakemake job: gradient-noise probes of one run — σ², ||∇f||², the K draws of ||g_B − ∇f||² per m, GᵀHG and eᵀHe, raw."""
 from optbench.config import model_tag
 from optbench.data import load_dataset
 from optbench.gradvar import probe_run
@@ -21,6 +21,6 @@ with job_log(snakemake.log[0]) as log:
     log(f"probing {identity} with n = {len(x)}")
     tables = probe_run(model, load_checkpoints(snakemake.params.checkpoints), x, y,
                        config["grad_variance"], identity, log)
-    for name, table in tables.items():
-        write_table(table, snakemake.output[name], PROBE_TABLES[name])
-        log(f"{snakemake.output[name]}: {len(table)} rows")
+    for name in snakemake.output.keys():  # the Hessian tables only when grad_variance.hessian is on
+        write_table(tables[name], snakemake.output[name], PROBE_TABLES[name])
+        log(f"{snakemake.output[name]}: {len(tables[name])} rows")

@@ -272,3 +272,168 @@ def test_tiny_workflow_writes_the_gradvar_tables(tiny_workdir, tiny_config):
     slopes = read_table(tables / "gradvar_slopes.csv", "gradvar_slopes")
     assert len(slopes) == len(settings["probes"]) * settings["checkpoints"]
     assert len(read_table(tables / "gradvar_layers.csv", "gradvar_layers")) == 2 * len(slopes)
+
+
+# ---- Hessian probes: GᵀHG and eᵀHe by Hessian-vector products (McCandlish et al.'s B_noise) ----
+
+def flat_parameters(model):
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def dense_hessian(model, x, y, loss_fn):
+    """The oracle: torch.func.hessian of f = mean_i f_i over the flattened parameters (small models only)."""
+    shapes = [(name, p.shape, p.numel()) for name, p in model.named_parameters()]
+
+    def loss(flat):
+        params, offset = {}, 0
+        for name, shape, count in shapes:
+            params[name] = flat[offset:offset + count].view(shape)
+            offset += count
+        return loss_fn(torch.func.functional_call(model, params, (x,)), y).mean()
+
+    return torch.func.hessian(loss)(flat_parameters(model))
+
+
+@pytest.mark.parametrize("factory", [lambda: make_mlp(12, [9, 7], 4),
+                                     lambda: nn.Sequential(nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 4))],
+                         ids=["relu_mlp", "tanh_mlp"])
+def test_hessian_vector_products_equal_the_dense_hessian_times_the_vectors(factory):
+    torch.manual_seed(0)
+    model = factory().double().eval()
+    x, y = classification_data()
+    vectors = torch.randn(5, flat_parameters(model).numel(), dtype=torch.float64)
+    expected = vectors @ dense_hessian(model, x, y, gv.cross_entropy_per_sample)  # H symmetric: (H v)ᵀ = vᵀH
+    for chunk_size in (4096, 10):   # one chunk, and chunks of 10, 10, 3 samples: the same products
+        products = gv.hessian_vector_products(model, x, y, vectors, chunk_size=chunk_size)
+        torch.testing.assert_close(products, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_hessian_vector_products_agree_with_finite_differences_of_the_gradient():
+    """An oracle outside autograd's second-order rules: (∇f(w + hv) − ∇f(w − hv))/2h on a smooth model."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 4)).double().eval()
+    x, y = classification_data()
+    v = torch.randn(flat_parameters(model).numel(), dtype=torch.float64)
+    product = gv.hessian_vector_products(model, x, y, v[None])[0]
+
+    def gradient_at(shift):
+        moved = copy.deepcopy(model)
+        torch.nn.utils.vector_to_parameters(flat_parameters(model) + shift, moved.parameters())
+        return gv.gradient_stats(moved, x, y).flat_grad()
+
+    h = 1e-5
+    torch.testing.assert_close(product, (gradient_at(h * v) - gradient_at(-h * v)) / (2 * h), rtol=1e-6, atol=1e-9)
+
+
+def least_squares_hessian(x):
+    """H of f = mean ½(w·x_i + b − y_i)² over (w, b): (1/n) X̃ᵀX̃ with X̃ = [x, 1], whatever the weights."""
+    design = np.hstack([x, np.ones((len(x), 1))])
+    return design.T @ design / len(x)
+
+
+def test_hessian_probe_on_least_squares_equals_its_closed_forms():
+    """GᵀHG = Gᵀ(X̃ᵀX̃/n)G, and eᵀHe for each drawn batch, e = g_B − G from that batch's own samples."""
+    model, x, y, _, per_sample = least_squares(n=40)
+    hessian, full = least_squares_hessian(x.numpy()), per_sample.mean(0)
+    stats_ = gv.gradient_stats(model, x, y, half_squared_error, keep_factors=True)
+    g_h_g, e_h_e = gv.hessian_probe(model, x, y, stats_, 7, 12, torch.Generator().manual_seed(3), half_squared_error)
+    assert g_h_g == pytest.approx(full @ hessian @ full, rel=1e-12)
+    replay = torch.Generator().manual_seed(3)  # the same batches: minibatch_errors' fresh permutations
+    batches = [torch.randperm(40, generator=replay)[:7].numpy() for _ in range(12)]
+    expected = [(per_sample[b].mean(0) - full) @ hessian @ (per_sample[b].mean(0) - full) for b in batches]
+    np.testing.assert_allclose(e_h_e.numpy(), expected, rtol=1e-10)
+
+
+def test_expected_e_h_e_is_the_trace_of_h_sigma_times_the_without_replacement_factor():
+    """Exhaustive over every batch of m = 3 from n = 7: E[eᵀHe] = tr(HΣ)·(n−m)/(m(n−1)) exactly (Σ the
+    per-sample covariance, 1/n), the factor the analysis stage divides by (critical.without_replacement_factor)."""
+    from optbench.critical import without_replacement_factor
+
+    _, x, _, _, per_sample = least_squares(n=7)
+    hessian, full = least_squares_hessian(x.numpy()), per_sample.mean(0)
+    sigma = (per_sample - full).T @ (per_sample - full) / 7
+    errors = [per_sample[list(batch)].mean(0) - full for batch in itertools.combinations(range(7), 3)]
+    mean = np.mean([e @ hessian @ e for e in errors])
+    assert mean == pytest.approx(np.trace(hessian @ sigma) * (7 - 3) / (3 * 6), rel=1e-12)
+    assert without_replacement_factor(7, 3) == pytest.approx((7 - 3) / (3 * 6))
+
+
+def hessian_probe_tables(tensors, hessian, batch_sizes=(1, 64), draws=8, states=2):
+    x, y = tensors["x_train"][:600], tensors["y_train"][:600]
+    torch.manual_seed(0)
+    model = make_mlp(40, [16])
+    bundle = {"steps": torch.arange(states) * 10, "states": [copy.deepcopy(model.state_dict())] * states,
+              "steps_per_epoch": 5}
+    settings = {"batch_sizes": list(batch_sizes), "checkpoints": "all", "draws": draws, "seed": 0, "chunk_size": 256,
+                **({"hessian": hessian} if hessian is not None else {})}
+    identity = {"dataset": "mnist1d", "model": "mlp16", "optimizer": "sgd", "batch_size": 64, "lr": 0.1, "seed": 0}
+    return gv.probe_run(model, bundle, x, y, settings, identity, log=lambda _: None)
+
+
+def test_probe_run_writes_the_declared_hessian_tables_at_the_chosen_checkpoints(mnist1d_tensors):
+    tables = hessian_probe_tables(mnist1d_tensors, {"checkpoints": 2, "draws": 6, "batch_size": 64}, states=5)
+    hessian, draws = tables["hessian"], tables["hessian_draws"]
+    assert list(hessian.columns) == list(TABLES["probe_hessian"].columns)
+    assert list(draws.columns) == list(TABLES["probe_hessian_draws"].columns)
+    # 5 probed checkpoints at steps 0..40: the Hessian at those nearest 20 and 40 (the start left out)
+    assert hessian["step"].tolist() == [20, 40] and (hessian["m"] == 64).all() and (hessian["draws"] == 6).all()
+    assert draws.groupby("step").size().tolist() == [6, 6] and draws["draw"].tolist() == list(range(6)) * 2
+    moments = tables["moments"].set_index("step")
+    assert hessian.set_index("step")["sigma2"].equals(moments[moments["m"] == 1].loc[[20, 40], "sigma2"])
+    assert (draws["e_h_e"] != 0).all() and np.isfinite(hessian["g_h_g"]).all()
+    off = hessian_probe_tables(mnist1d_tensors, {"checkpoints": 0, "draws": 6, "batch_size": 64}, states=5)
+    assert set(off) == {"moments", "draws", "layers"}  # checkpoints 0: no Hessian tables at all
+    assert set(hessian_probe_tables(mnist1d_tensors, None)) == {"moments", "draws", "layers"}
+
+
+def test_the_hessian_draws_are_a_stream_of_their_own(mnist1d_tensors):
+    """The Hessian probe's batches come from a seed no σ² draw (m < n) and no bootstrap uses, so turning it on
+    changes no σ² draw, and changing the σ² m list (or K) changes no eᵀHe — even at the same m."""
+    from optbench.critical import HESSIAN_STREAM as BOOTSTRAP_STREAM
+    from optbench.seeds import draw_seed
+
+    entropy = [0, 12345, 40]
+    sigma_seeds = {draw_seed(entropy, m) for m in range(1, 60001)} | {draw_seed(entropy, BOOTSTRAP_STREAM)}
+    assert draw_seed(entropy, gv.HESSIAN_STREAM) not in sigma_seeds
+    assert gv.HESSIAN_STREAM > 60000 and gv.HESSIAN_STREAM != BOOTSTRAP_STREAM
+    hessian = {"checkpoints": 1, "draws": 6, "batch_size": 64}
+    on, off = hessian_probe_tables(mnist1d_tensors, hessian), hessian_probe_tables(mnist1d_tensors, None)
+    pd.testing.assert_frame_equal(on["draws"], off["draws"])
+    other = hessian_probe_tables(mnist1d_tensors, hessian, batch_sizes=(2, 64, 100), draws=12)
+    pd.testing.assert_frame_equal(on["hessian_draws"], other["hessian_draws"])
+    # the σ² draws at m = 64 and the Hessian's at m = 64 are different batches
+    x, y = mnist1d_tensors["x_train"][:600], mnist1d_tensors["y_train"][:600]
+    sigma = torch.randperm(600, generator=torch.Generator().manual_seed(draw_seed(entropy, 64)))[:64]
+    mine = torch.randperm(600, generator=torch.Generator().manual_seed(draw_seed(entropy, gv.HESSIAN_STREAM)))[:64]
+    assert not torch.equal(torch.sort(sigma).values, torch.sort(mine).values)
+
+
+def test_hessian_checkpoints_spread_evenly_in_steps_leaving_out_the_start():
+    steps = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256]   # log-spaced, as training saves them
+    assert gv.hessian_checkpoints(steps, list(range(10)), 4) == [6, 7, 8, 9]     # nearest 64, 128, 192, 256
+    assert gv.hessian_checkpoints(steps, list(range(10)), 2) == [8, 9]
+    assert gv.hessian_checkpoints(steps, [0, 3, 9], 5) == [0, 3, 9]              # fewer probed: all of them
+    assert gv.hessian_checkpoints(steps, list(range(10)), 0) == []
+
+
+def test_the_default_hessian_budget_per_probe_run():
+    """The default config: ≤ 4 checkpoints × ≤ 32 draws per probe run, each draw and GᵀHG one full-batch HVP of
+    ≈ 0.53 GFLOP on the default model (40-100-100-10, n = 3600; counted here on n = 360, FLOPs ∝ n), so
+    ≤ 4 × 33 × 0.53 ≈ 70 GFLOP per probe run (≈ 3 s at this machine's rate: BENCHMARKS.md)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from optbench.config import load_config
+    from tests.conftest import ROOT
+
+    settings = prepare_config(load_config(ROOT / "config.yaml"))["grad_variance"]["hessian"]
+    assert settings["checkpoints"] <= 4 and settings["draws"] <= 32
+    model = make_mlp(40, [100, 100]).eval()
+    x, y = torch.randn(360, 40), torch.randint(0, 10, (360,))
+    counts = []
+    for k in (1, 3):
+        with FlopCounterMode(display=False) as counter:
+            gv.hessian_vector_products(model, x, y, torch.randn(k, 15210, dtype=torch.float64))
+        counts.append(counter.get_total_flops())
+    per_hvp = (counts[1] - counts[0]) / 2 * 3600 / 360
+    assert 0.45e9 < per_hvp < 0.65e9
+    assert settings["checkpoints"] * (settings["draws"] + 1) * per_hvp < 90e9

@@ -12,6 +12,8 @@ if PROBES_ON:
         probe_moments="results/tables/probe_moments.csv",
         probe_draws="results/tables/probe_draws.csv",
     )
+# ... and so are the Hessian probes (grad_variance.hessian.checkpoints 0: L1 lacks the Hessian B_noise)
+ANALYSIS_INPUTS.update({f"probe_{name}": path for name, path in HESSIAN_TABLES.items()})
 ANALYSIS_TABLES = [
     "lr_scores",
     "best_lr",

@@ -50,6 +50,8 @@ EXP = experiment_tag(config, DEVICE)
 DATA = f"results/data/{data_tag(config)}.pt"
 RUNS = f"results/runs/{EXP}"
 PROBES = bool(config["grad_variance"]["probes"])
+# the Hessian probes (B_noise = tr(HΣ)/GᵀHG) at some of the probed checkpoints, unless turned off
+HESSIAN = PROBES and config["grad_variance"]["hessian"]["checkpoints"] > 0
 # Every optimizer entry trained → its batch sizes: the grid's, and the auxiliary runs the literature's
 # claims ask for (literature.malladi's variants, each at its one batch size and learning rate)
 TRAINED = trained_optimizers(config)
@@ -192,6 +194,21 @@ PROBE_ID = digest(
 )
 GROUP = f"{{probe}}/{CELL}/lr{{lr}}"
 GROUP_LOG = f"{EXP}/{{probe}}/{{optimizer}}-{{settings}}_bs{{batch_size}}_lr{{lr}}"
+
+
+# the Hessian probes' tables (none when grad_variance.hessian is off), and their files in a probe's folder
+HESSIAN_TABLES = (
+    {
+        "hessian": "results/tables/probe_hessian.csv",
+        "hessian_draws": "results/tables/probe_hessian_draws.csv",
+    }
+    if HESSIAN
+    else {}
+)
+
+
+def hessian_outputs(folder):
+    return {name: f"{folder}/{name}.csv" for name in HESSIAN_TABLES}
 
 
 def probe_wildcards(probe):

@@ -1,6 +1,7 @@
 # Gradient noise at the checkpoints of the probe runs (config grad_variance.probes): σ², ||∇f||² and
-# the K draws of ||g_B − ∇f||² per m, raw; one job per probe run, then one table each. Every
-# statistic of them (CIs against σ²/m, z, slopes, B_simple) is the analysis stage's (rule analyze).
+# the K draws of ||g_B − ∇f||² per m, and at a few of them GᵀHG and eᵀHe (grad_variance.hessian), raw;
+# one job per probe run, then one table each. Every statistic of them (CIs against σ²/m, z, slopes,
+# B_simple, the Hessian B_noise) is the analysis stage's (rule analyze).
 PROBE_DIR = f"results/gradvar/{EXP}/{GROUP}/seed{{seed}}"
 PROBE_BENCHMARK = f"benchmarks/grad_variance/{GROUP_LOG}_seed{{seed}}.tsv"
 # each probe's wildcard values, to fill PROBE_DIR and PROBE_BENCHMARK
@@ -12,11 +13,14 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+# Writes moments, draws and layers; with grad_variance.hessian also hessian (GᵀHG per Hessian-probed
+# checkpoint) and hessian_draws (eᵀHe per draw).
 rule grad_variance:
     input:
         # the data and the train receipt of the run's bundle (common.smk, probe_inputs)
         unpack(probe_inputs),
     output:
+        **hessian_outputs(PROBE_DIR),
         moments=f"{PROBE_DIR}/moments.csv",
         draws=f"{PROBE_DIR}/draws.csv",
         layers=f"{PROBE_DIR}/layers.csv",
@@ -44,10 +48,15 @@ rule grad_variance:
 
 rule aggregate_gradvar:
     input:
+        **{
+            name: [hessian_outputs(d)[name] for d in PROBE_DIRS]
+            for name in HESSIAN_TABLES
+        },
         moments=[f"{d}/moments.csv" for d in PROBE_DIRS],
         draws=[f"{d}/draws.csv" for d in PROBE_DIRS],
         layers=[f"{d}/layers.csv" for d in PROBE_DIRS],
     output:
+        **HESSIAN_TABLES,
         moments="results/tables/probe_moments.csv",
         draws="results/tables/probe_draws.csv",
         layers="results/tables/gradvar_layers.csv",
