@@ -4,7 +4,8 @@ from optbench.io import atomic_write_json
 from optbench.jobs import job_log
 from optbench.tables import read_benchmarks, read_table, write_table
 
-INPUT_TABLES = {"runs": "runs", "status": "run_status", "probe_moments": "probe_moments", "probe_draws": "probe_draws"}
+INPUT_TABLES = {"runs": "runs", "status": "run_status", "probe_moments": "probe_moments", "probe_draws": "probe_draws",
+                "probe_hessian": "probe_hessian", "probe_hessian_draws": "probe_hessian_draws"}
 
 with job_log(snakemake.log[0]) as log:
     tables = {key: read_table(snakemake.input[key], name) for key, name in INPUT_TABLES.items()

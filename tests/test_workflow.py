@@ -19,8 +19,9 @@ def planned_jobs(result) -> dict[str, int]:
 
 def test_default_config_dry_run_plans_one_train_and_evaluate_job_per_bundle(tmp_path):
     counts = planned_jobs(snakemake(tmp_path, "-n", "--quiet", "rules", configfile=ROOT / "config.yaml"))
-    # bundle_size 36: each (optimizer, batch size) is one bundle of 12 LRs × 3 seeds; one rule per stage
-    assert counts["train"] == 10 and counts["evaluate"] == 10 and counts["prepare_data"] == 1
+    # bundle_size 36: each (optimizer, batch size) is one bundle of 12 LRs × 3 seeds, and each of
+    # literature.malladi's two variants one of 3 seeds at its batch size; one rule per stage
+    assert counts["train"] == 12 and counts["evaluate"] == 12 and counts["prepare_data"] == 1
     assert counts["grad_variance"] == 2 and counts["analyze"] == 1
     assert counts["aggregate"] == 1 and counts["report"] == 1
 

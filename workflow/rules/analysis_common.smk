@@ -44,6 +44,7 @@ ANALYSIS_TABLES = [
     "malladi",
     "claims",
     *(["gradvar", "gradvar_slopes", "noise_pooled"] if PROBES_ON else []),
+    *(["noise_scale_hessian"] if HESSIAN else []),
 ]
 
 
