@@ -16,7 +16,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from optbench.config import ConfigError, data_tag, experiment_tag, load_config, optimizer_tag, prepare_config
+from optbench.config import (ConfigError, data_tag, experiment_tag, load_config, optimizer_tag, prepare_config,
+                             trained_optimizers)
 from optbench.io import RECEIPTS
 from optbench.jobs import planned_device
 
@@ -31,7 +32,7 @@ def in_use(configs: list[Path]) -> tuple[set[str], set[str], set[str]]:
         config = prepare_config(load_config(path))
         tag = experiment_tag(config, planned_device(config["device"]))
         tags.add(tag)
-        optimizers |= {f"{tag}/{optimizer_tag(config, name)}" for name in config["grid"]["optimizers"]}
+        optimizers |= {f"{tag}/{optimizer_tag(config, name)}" for name in trained_optimizers(config)}
         data.add(f"{data_tag(config)}.pt")
     return tags, optimizers, data
 
