@@ -15,6 +15,9 @@ LIBRARY = Path(__file__).resolve().parent
 STAGE_CODE = {
     "data": {"data.py": ("make_mnist1d", "load_torchvision", "build_dataset")},
     "train": {"train.py": None, "bundle.py": None, "model.py": None, "config.py": ("steps_per_epoch",)},
+    # every statistic and verdict of the analysis stage (format.py writes the numbers of the claims' texts)
+    "analysis": {name: None for name in ("analysis.py", "analysis_stage.py", "critical.py", "noise.py", "stats.py",
+                                         "verdicts.py", "seeds.py", "format.py")},
 }
 
 
