@@ -16,8 +16,10 @@ STAGE_CODE = {
     "data": {"data.py": ("make_mnist1d", "load_torchvision", "build_dataset")},
     "train": {"train.py": None, "bundle.py": None, "model.py": None, "config.py": ("steps_per_epoch",)},
     # every statistic and verdict of the analysis stage (format.py writes the numbers of the claims' texts)
-    "analysis": {name: None for name in ("analysis.py", "analysis_stage.py", "critical.py", "noise.py", "stats.py",
-                                         "verdicts.py", "seeds.py", "format.py")},
+    "analysis": {**{name: None for name in ("analysis.py", "analysis_stage.py", "critical.py", "noise.py", "stats.py",
+                                            "verdicts.py", "seeds.py", "format.py")},
+                 # which runs are Malladi's variants and with what settings, and how the claims spell optimizers
+                 "config.py": ("optimizer_label", "malladi_names", "malladi_variants", "on_grid")},
 }
 
 
