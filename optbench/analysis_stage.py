@@ -33,12 +33,12 @@ def malladi_variants(config: dict) -> list[dict]:
             for k in settings["k"]]
 
 
-def analysis_stage(tables: dict[str, pd.DataFrame], config: dict) -> dict[str, pd.DataFrame]:
+def analysis_stage(tables: dict[str, pd.DataFrame], config: dict, workers: int = 1) -> dict[str, pd.DataFrame]:
     """`tables`: runs, status, benchmarks, and with gradient probes probe_moments and probe_draws (and
     probe_hessian, probe_hessian_draws). Returns the tables rule analyze writes, claims included.
 
     The grid's analyses see the grid's optimizers only; runs of other entries (Malladi's scaled variants)
-    feed the claims that ask for them."""
+    feed the claims that ask for them. `workers` threads share the probes' bootstrap (same numbers)."""
     settings = config["analysis"]
     grid = config["grid"]["optimizers"]
     runs = tables["runs"]
@@ -48,7 +48,7 @@ def analysis_stage(tables: dict[str, pd.DataFrame], config: dict) -> dict[str, p
     out: dict[str, pd.DataFrame] = {}
     if "probe_moments" in tables:
         out.update(analyze_noise(tables["probe_moments"], tables["probe_draws"], settings["confidence"],
-                                 settings["bootstrap_resamples"], config["grad_variance"]["seed"]))
+                                 settings["bootstrap_resamples"], config["grad_variance"]["seed"], workers))
         out["noise_pooled"] = noise_pooled(out["gradvar"], settings["confidence"])
     if "probe_hessian" in tables:
         out["noise_scale_hessian"] = hessian_noise_scale(tables["probe_hessian"], tables["probe_hessian_draws"],

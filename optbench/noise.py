@@ -156,32 +156,37 @@ def checkpoint_statistics(moments: pd.DataFrame, sq_errors: dict[int, np.ndarray
 
 
 def analyze_noise(moments: pd.DataFrame, draws: pd.DataFrame, confidence: float, resamples: int,
-                  seed: int) -> dict[str, pd.DataFrame]:
+                  seed: int, workers: int = 1) -> dict[str, pd.DataFrame]:
     """gradvar.csv and gradvar_slopes.csv from the probe tables (probe_moments.csv, probe_draws.csv).
 
     The bootstrap of each checkpoint is seeded by (grad_variance.seed, run, step), a stream the
-    probe job's mini-batch draws never use.
+    probe job's mini-batch draws never use, so the checkpoints are independent: `workers` threads take
+    them in parallel (numpy releases the GIL in the resampling) and the numbers do not depend on how many.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     identity = [c for c in moments.columns if c in ("dataset", "model", *RUN_KEYS)]
-    per_m, per_checkpoint = [], []
     draws_by = {key: frame for key, frame in draws.groupby(CHECKPOINT_KEYS, sort=False)}
-    for key, rows in moments.sort_values([*CHECKPOINT_KEYS, "m"], kind="stable").groupby(CHECKPOINT_KEYS,
-                                                                                       sort=False):
-        mine = draws_by[key]
+    groups = list(moments.sort_values([*CHECKPOINT_KEYS, "m"], kind="stable").groupby(CHECKPOINT_KEYS, sort=False))
+
+    def one(item):
+        key, rows = item
         sq_errors = {int(m): frame.sort_values("draw")["sq_error"].to_numpy(float)
-                     for m, frame in mine.groupby("m", sort=True)}
+                     for m, frame in draws_by[key].groupby("m", sort=True)}
         where = {name: rows[name].iloc[0] for name in (*identity, "step", "epoch")}
         entropy = [int(seed), run_entropy(dict(zip(RUN_KEYS, key))), int(key[-1])]
         rng = np.random.default_rng(draw_seed(entropy, BOOTSTRAP_STREAM))
         table, slope = checkpoint_statistics(rows, sq_errors, confidence, resamples, rng)
-        per_m.append(table.assign(**where))
-        per_checkpoint.append({**where, **slope})
+        return table.assign(**where), {**where, **slope}
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = list(pool.map(one, groups))
     head = [*identity, "step", "epoch"]
-    if not per_m:
+    if not results:
         return {"gradvar": pd.DataFrame(columns=[*head, *MOMENT_COLUMNS]),
                 "gradvar_slopes": pd.DataFrame(columns=[*head, *SLOPE_COLUMNS])}
-    return {"gradvar": pd.concat(per_m, ignore_index=True)[[*head, *MOMENT_COLUMNS]],
-            "gradvar_slopes": pd.DataFrame(per_checkpoint)[[*head, *SLOPE_COLUMNS]]}
+    return {"gradvar": pd.concat([r[0] for r in results], ignore_index=True)[[*head, *MOMENT_COLUMNS]],
+            "gradvar_slopes": pd.DataFrame([r[1] for r in results])[[*head, *SLOPE_COLUMNS]]}
 
 
 POOLED_COLUMNS = ["quantity", "m", "checkpoints", "mean", "ci_low", "ci_high", "confidence"]

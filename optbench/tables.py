@@ -187,7 +187,7 @@ PROBE_TABLES = {"moments": "probe_moments", "draws": "probe_draws", "layers": "g
 
 def _problem(path: Path, spec: TableSpec, what: str) -> CorruptFileError:
     return CorruptFileError(f"table '{path}' ({spec.name}, written by rule {spec.producer}) {what}. "
-                            "Delete it and rerun snakemake to recompute it.")
+                            "Delete it and rerun snakemake to recompute it.", path=path)
 
 
 def _convert(values: pd.Series, dtype: str) -> pd.Series:

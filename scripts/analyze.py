@@ -10,7 +10,7 @@ with job_log(snakemake.log[0]) as log:
     tables = {key: read_table(snakemake.input[key], name) for key, name in INPUT_TABLES.items()
               if key in snakemake.input.keys()}
     tables["benchmarks"] = read_benchmarks(snakemake.params.benchmarks)
-    results = analysis_stage(tables, snakemake.config)
+    results = analysis_stage(tables, snakemake.config, workers=snakemake.threads)
     for name in snakemake.output.keys():
         if name == "claims_json":
             atomic_write_json(results["claims"].to_dict(orient="records"), snakemake.output[name])

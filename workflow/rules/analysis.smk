@@ -15,10 +15,14 @@ rule analyze:
         "logs/analyze.log",
     conda:
         ENV
+    # the last job of the grid: its bootstrap uses two threads where there are two cores (Snakemake scales
+    # the count down to --cores; the numbers do not depend on it)
+    threads: 2
     params:
-        # Part of the job's identity: changing a rule, an analysis setting or the probes' seed reruns it.
-        settings={k: config[k] for k in ("analysis", "verdicts", "selection")},
-        probes={k: config["grad_variance"][k] for k in ("probes", "draws", "seed")},
+        # Part of the job's identity (canonical JSON, so key order never reruns it): changing a rule, an
+        # analysis setting, the probes' seed or what the analysis code does reruns the analysis, and only it.
+        settings=ANALYSIS_IDENTITY,
+        code=code_digest("analysis"),
         benchmarks=analysis_benchmarks,
     script:
         "../../scripts/analyze.py"

@@ -1,5 +1,5 @@
 # Inputs, outputs and parameters of the analysis stage (analysis.smk): which tables exist with this config.
-
+import json
 
 ANALYSIS_INPUTS = {
     "runs": "results/tables/runs.csv",
@@ -45,6 +45,16 @@ ANALYSIS_TABLES = [
 ]
 
 
+# everything in the config the analysis reads, as one canonical string
+ANALYSIS_IDENTITY = json.dumps(
+    {
+        **{k: config[k] for k in ("analysis", "verdicts", "selection", "optimizers")},
+        "probes": {k: config["grad_variance"][k] for k in ("probes", "draws", "seed")},
+        "grid": config["grid"],
+        "literature": config.get("literature"),
+    },
+    sort_keys=True,
+)
 # tables also shown by `snakemake --report` (captions: workflow/report/tables/<name>.rst)
 REPORT_TABLE_CATEGORIES = {
     "claims": "Claims",

@@ -61,8 +61,8 @@ REPORT_TABLES = [
 NOISE_TABLES = ["gradvar", "gradvar_slopes", "noise_pooled"]
 # What draws the figures and the page, as inputs named "sources": editing a template or the drawing
 # code re-renders what it draws on the next run (Snakemake compares their content) and nothing
-# upstream; a template-only edit reruns the report rule alone. The training, evaluation and analysis
-# code is deliberately not an input anywhere: a library edit must never retrain the grid unasked.
+# upstream; a template-only edit reruns the report rule alone. (The code that makes numbers is tracked by
+# digests of its syntax trees instead: training code in the train rule's params, analysis code in analyze's.)
 _CODE, _TEMPLATES = Path(workflow.basedir, "optbench"), Path(
     workflow.basedir, "workflow", "report"
 )
