@@ -1,10 +1,11 @@
-"""Per-run files → tidy tables: runs.csv (checkpoint × split), run_status.csv, minibatch.csv."""
+"""Per-run files → tidy tables: runs.csv (checkpoint × split), run_status.csv, minibatch.csv, test_loop.csv."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
 from optbench.config import RUN_KEYS
+from optbench.tables import TABLES
 
 MINIBATCH_POINTS = 200
 
@@ -31,6 +32,13 @@ def downsample_log(log: pd.DataFrame, points: int = MINIBATCH_POINTS) -> pd.Data
                          "loss": grouped["loss"].mean(), "loss_max": grouped["loss"].max()})
 
 
+def final_test(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each run's test-split row at its last checkpoint (the end of its budget, without weights after a
+    divergence): its accuracy and tutorial_avg_loss are the tutorial's test_loop after the last epoch."""
+    test = runs[runs["split"] == "test"]
+    return test.loc[test.groupby(RUN_KEYS, sort=False)["step"].idxmax(), list(TABLES["test_loop"].columns)]
+
+
 def build_tables(metas: list[dict], evals: list[pd.DataFrame], logs: list[pd.DataFrame],
                  dataset: str, model: str) -> dict[str, pd.DataFrame]:
     runs, statuses, minibatch = [], [], []
@@ -43,8 +51,10 @@ def build_tables(metas: list[dict], evals: list[pd.DataFrame], logs: list[pd.Dat
                                                  "train_seconds", "device", "threads", "n_train", "bundle")}})
         minibatch.append(downsample_log(log).assign(**identity))
     order = [*RUN_KEYS]
+    every = pd.concat(runs, ignore_index=True).sort_values([*order, "split", "step"], kind="stable")
     return {  # columns as declared in optbench.tables (write_table conforms them)
-        "runs": pd.concat(runs, ignore_index=True).sort_values([*order, "split", "step"], kind="stable"),
+        "runs": every,
+        "test_loop": final_test(every),
         "run_status": pd.DataFrame(statuses).sort_values(order, kind="stable"),
         "minibatch": pd.concat(minibatch, ignore_index=True).sort_values([*order, "step"], kind="stable"),
     }

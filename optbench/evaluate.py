@@ -1,4 +1,4 @@
-"""Checkpoint evaluation: per-sample mean loss and accuracy in eval mode, under no_grad."""
+"""Checkpoint evaluation: per-sample mean loss, accuracy and the tutorial's test-loop loss, in eval mode under no_grad."""
 from __future__ import annotations
 
 import math
@@ -10,34 +10,58 @@ from torch.nn import functional as F
 
 from optbench.data import SPLITS, split
 
+# The tutorial's test DataLoader: batch_size=64, the last partial batch kept (drop_last=False).
+TUTORIAL_TEST_BATCH = 64
+
 
 @torch.no_grad()
-def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
-    """Mean loss over samples (summed per chunk, divided by n: not a mean of batch means) and accuracy.
+def split_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> dict[str, float]:
+    """loss: the mean over samples (summed per chunk, divided by n: not a mean of batch means); accuracy: correct
+    argmax predictions / n; tutorial_avg_loss: the tutorial's test_loop "Avg loss", the mean over batches of
+    TUTORIAL_TEST_BATCH samples, in the split's stored order (its DataLoader without shuffle), of each batch's
+    mean loss, so that a smaller last batch weighs as much as a full one. `batch_size` is only the chunk of
+    the forward passes: it changes none of the three beyond float rounding.
 
     A non-finite loss (weights blown up but not yet NaN in training) is reported as inf.
     """
     model.eval()
-    total_loss, correct = 0.0, 0
+    total_loss, correct, per_sample = 0.0, 0, []
     for start in range(0, len(x), batch_size):
         logits = model(x[start:start + batch_size])
         target = y[start:start + batch_size]
         total_loss += F.cross_entropy(logits, target, reduction="sum").item()
+        per_sample.append(F.cross_entropy(logits, target, reduction="none"))
         correct += int((logits.argmax(1) == target).sum().item())
+    losses = torch.cat(per_sample)
+    full = len(losses) // TUTORIAL_TEST_BATCH * TUTORIAL_TEST_BATCH
+    # each batch's mean in float32, as loss_fn(pred, y).item() gives it; their sum in float64, as Python's
+    batch_means = [losses[:full].view(-1, TUTORIAL_TEST_BATCH).mean(1).double()]
+    if full < len(losses):
+        batch_means.append(losses[full:].mean().double().view(1))
+    tutorial = float(torch.cat(batch_means).sum()) / -(-len(losses) // TUTORIAL_TEST_BATCH)
     loss = total_loss / len(x)
-    return (loss if math.isfinite(loss) else math.inf), correct / len(x)
+    return {"loss": loss if math.isfinite(loss) else math.inf, "accuracy": correct / len(x),
+            "tutorial_avg_loss": tutorial if math.isfinite(tutorial) else math.inf}
+
+
+def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    """(mean loss over samples, accuracy) of split_metrics."""
+    metrics = split_metrics(model, x, y, batch_size)
+    return metrics["loss"], metrics["accuracy"]
 
 
 def evaluate_checkpoints(model: nn.Module, bundle: dict, tensors: dict, batch_size: int,
                          device: str = "cpu") -> pd.DataFrame:
     """One row per checkpoint × split. A checkpoint without weights (after divergence) is loss=inf."""
     splits = {name: tuple(t.to(device) for t in split(tensors, name)) for name in SPLITS}
+    missing = {"loss": math.inf, "accuracy": math.nan, "tutorial_avg_loss": math.inf}
     rows = []
     for step, state in zip(bundle["steps"].tolist(), bundle["states"]):
         if state is not None:
             model.load_state_dict(state)
         for name, (x, y) in splits.items():
-            loss, accuracy = evaluate_split(model, x, y, batch_size) if state is not None else (math.inf, math.nan)
+            metrics = split_metrics(model, x, y, batch_size) if state is not None else missing
             rows.append({"step": step, "epoch": step / bundle["steps_per_epoch"], "split": name,
-                         "loss": loss, "accuracy": accuracy, "has_weights": state is not None})
+                         "loss": metrics["loss"], "accuracy": metrics["accuracy"], "has_weights": state is not None,
+                         "tutorial_avg_loss": metrics["tutorial_avg_loss"]})
     return pd.DataFrame(rows)

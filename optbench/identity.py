@@ -11,10 +11,13 @@ LIBRARY = Path(__file__).resolve().parent
 # The code that turns settings into a stage's numbers: whole modules (None), or the named top-level
 # definitions of a module. What only moves, checks or formats files (io, runfiles, resume, jobs,
 # validation in config) is left out, so that editing it retrains nothing. train.py and bundle.py
-# are the two trainers (solo, vectorised bundles); config.steps_per_epoch fixes the epochs.
+# are the two trainers (solo, vectorised bundles); model.py builds every model kind, with the CNN's
+# blocks from config.cnn_geometry; config.steps_per_epoch fixes the epochs.
 STAGE_CODE = {
-    "data": {"data.py": ("make_mnist1d", "load_torchvision", "build_dataset")},
-    "train": {"train.py": None, "bundle.py": None, "model.py": None, "config.py": ("steps_per_epoch",)},
+    "data": {"data.py": ("make_mnist1d", "read_mnist_5k", "mnist_subset_test_index", "load_mnist_subset",
+                         "load_torchvision", "build_dataset")},
+    "train": {"train.py": None, "bundle.py": None, "model.py": None,
+              "config.py": ("steps_per_epoch", "cnn_geometry")},
     # every statistic and verdict of the analysis stage (format.py writes the numbers of the claims' texts)
     "analysis": {**{name: None for name in ("analysis.py", "analysis_stage.py", "critical.py", "noise.py", "stats.py",
                                             "verdicts.py", "seeds.py", "format.py")},

@@ -1,12 +1,13 @@
-"""The tutorial's MLP (Flatten → Linear → ReLU → … → Linear) and the optimizers from torch.optim."""
+"""The models (the tutorial's MLP, a small CNN for images) chosen by config, and the optimizers from torch.optim."""
 from __future__ import annotations
 
 import inspect
+import math
 
 import torch
 from torch import nn
 
-from optbench.config import OPTIMIZER_TYPES
+from optbench.config import OPTIMIZER_TYPES, cnn_geometry
 
 N_CLASSES = 10
 
@@ -19,6 +20,38 @@ def make_mlp(input_size: int, hidden: list[int], n_classes: int = N_CLASSES) -> 
         width = size
     layers.append(nn.Linear(width, n_classes))
     return nn.Sequential(*layers)
+
+
+def make_cnn(image_shape: tuple[int, int], channels: list[int], n_classes: int = N_CLASSES) -> nn.Sequential:
+    """Per entry of `channels` one block, conv k×k (size kept) → ReLU → max-pool (config.cnn_geometry), then a
+    Linear head on the flattened maps. The input is reshaped to (1, H, W) first, so that a flat 784-vector
+    and a 28×28 image give the same model."""
+    geometry = cnn_geometry()
+    height, width = image_shape
+    layers: list[nn.Module] = [nn.Flatten(), nn.Unflatten(1, (1, height, width))]
+    depth = 1
+    for count in channels:
+        layers += [nn.Conv2d(depth, count, geometry["kernel"], padding=geometry["padding"]), nn.ReLU(),
+                   nn.MaxPool2d(geometry["pool"])]
+        depth, height, width = count, height // geometry["pool"], width // geometry["pool"]
+    layers += [nn.Flatten(), nn.Linear(depth * height * width, n_classes)]
+    return nn.Sequential(*layers)
+
+
+def make_model(sample_shape: tuple[int, ...], model: dict | list[int]) -> nn.Sequential:
+    """The config's model (its `model` section) for samples of `sample_shape`; a list is an MLP's hidden
+    widths (the form before model kinds). A CNN takes 28×28 images; a flat square vector is read as one."""
+    if isinstance(model, (list, tuple)):
+        model = {"kind": "mlp", "hidden": list(model)}
+    if model["kind"] == "mlp":
+        return make_mlp(math.prod(sample_shape), model["hidden"])
+    if model["kind"] == "cnn":
+        if len(sample_shape) == 1 and math.isqrt(sample_shape[0]) ** 2 == sample_shape[0]:
+            sample_shape = (math.isqrt(sample_shape[0]),) * 2
+        if len(sample_shape) != 2:
+            raise ValueError(f"a CNN takes H×W images, got samples of shape {tuple(sample_shape)}")
+        return make_cnn(tuple(sample_shape), model["channels"])
+    raise ValueError(f"unknown model kind '{model['kind']}'; expected mlp or cnn")
 
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}

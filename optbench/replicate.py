@@ -10,6 +10,7 @@ and its report stands on its own; then the comparison page reads their tables. A
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -45,6 +46,22 @@ def resolve(path: str, base: Path) -> Path:
     return candidate if candidate.is_absolute() else (base / candidate).resolve()
 
 
+def pin_dataset_root(config: dict, extra: list[str]) -> list[str]:
+    """`extra` with a --config value that pins a relative dataset.root to the folder replicate runs in (and
+    `config` changed alike): snakemake runs each workload in its own folder, where a relative root would
+    point elsewhere than it did when the workload was validated (and found its files, or was skipped) here.
+    After the other arguments, or beside their own --config values, so that no target is read as one."""
+    root = (config.get("dataset") or {}).get("root")
+    if root is None or Path(root).is_absolute():
+        return extra
+    config["dataset"]["root"] = str(Path.cwd() / root)
+    value = f"dataset={json.dumps({'root': config['dataset']['root']})}"
+    if "--config" in extra:
+        at = extra.index("--config") + 1
+        return [*extra[:at], value, *extra[at:]]
+    return [*extra, "--config", value]
+
+
 def run_workload(configfile: Path, directory: Path, cores: str, extra: list[str]) -> None:
     """The workflow on one workload, as `snakemake --cores N --configfile X --directory D` would run it."""
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--configfile", str(configfile),
@@ -61,8 +78,10 @@ def replicate(path: Path, cores: str = "all", output: Path | None = None, extra:
         configfile = resolve(entry["configfile"], ROOT)
         directory = resolve(entry["directory"], Path.cwd()) if "directory" in entry else \
             Path.cwd() / "results" / "replication" / entry["name"]
+        config = load_config(configfile)
+        arguments = pin_dataset_root(config, extra or [])
         try:
-            prepare_config(load_config(configfile))
+            prepare_config(config)
         except ConfigError as error:
             if entry.get("optional"):
                 notes.append(f"{entry['name']} skipped: {error}")
@@ -71,7 +90,7 @@ def replicate(path: Path, cores: str = "all", output: Path | None = None, extra:
             raise
         if run:
             directory.mkdir(parents=True, exist_ok=True)
-            run_workload(configfile, directory, cores, extra or [])
+            run_workload(configfile, directory, cores, arguments)
         workloads.append(Workload(entry["name"], directory / "results", entry.get("description", "")))
     output = output or Path.cwd() / "results" / "compare.html"
     atomic_write_text(render_comparison(spec.get("title", "optbench: replication across workloads"), workloads,

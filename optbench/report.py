@@ -1,13 +1,14 @@
 """The HTML report's sections, built from the analysis tables (formatted, never recomputed), and the jinja2 rendering."""
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from optbench.config import optimizer_label
+from optbench.config import TUTORIAL_RUN, model_description, optimizer_label
 from optbench.format import Cell, Table, ci_cell, ci_label, csv_uri, fmt, fmt_ci, frame_table, num, percent, sort_key, \
     text, yes_no
 from optbench.verdicts import ANCHORS as CLAIM_ANCHORS
@@ -66,14 +67,32 @@ def verdict_changes(claims: pd.DataFrame, path: Path = CHANGES) -> list[dict]:
     return [{**entry, "now": shown.get(entry["claim"], "—")} for entry in entries.get("changes", [])]
 
 
-def setup_table(config: dict, status: pd.DataFrame) -> Table:
+def tutorial_test_line(test_loop: pd.DataFrame | None) -> str | None:
+    """test_loop.csv's rows at the tutorial's own setting (SGD, lr 1e-3, batch 64), one per seed, printed as the
+    tutorial's test_loop prints them; None when the grid does not hold that setting."""
+    if test_loop is None:
+        return None
+    rows = test_loop[(test_loop["optimizer"] == TUTORIAL_RUN["optimizer"])
+                     & (test_loop["batch_size"] == TUTORIAL_RUN["batch_size"]) & (test_loop["lr"] == TUTORIAL_RUN["lr"])]
+    if rows.empty:
+        return None
+    lines = [f"seed {row.seed}: " + (f"Test Error: Accuracy: {100 * row.accuracy:>0.1f}%, Avg loss: "
+                                     f"{row.tutorial_avg_loss:>8f}" if math.isfinite(row.tutorial_avg_loss)
+                                     else "diverged (no weights to test)")
+             for row in rows.sort_values("seed").itertuples()]
+    return (f"{optimizer_label(TUTORIAL_RUN['optimizer'])}, lr {fmt(TUTORIAL_RUN['lr'])}, batch "
+            f"{TUTORIAL_RUN['batch_size']}, after epoch {fmt(rows['epoch'].max())}: " + "; ".join(lines)
+            + " (Avg loss as the tutorial computes it: the mean over batches of 64 of each batch's mean loss)")
+
+
+def setup_table(config: dict, status: pd.DataFrame, test_loop: pd.DataFrame | None = None) -> Table:
     grid = config["grid"]
     n_runs = len(status)
     diverged = int((status["status"] != "ok").sum())
     rows = [
         ("dataset", f"{config['dataset']['name']}, validation fraction {config['dataset']['val_fraction']}"),
         ("training samples n", ", ".join(str(v) for v in sorted(status["n_train"].unique()))),
-        ("model", "MLP, hidden widths " + " → ".join(str(w) for w in config["model"]["hidden"])),
+        ("model", model_description(config)),
         ("optimizers", ", ".join(optimizer_label(o) for o in grid["optimizers"])),
         *[(f"{optimizer_label(o)} learning rates", ", ".join(fmt(lr) for lr in config["optimizers"][o]["lrs"]))
           for o in grid["optimizers"]],
@@ -89,6 +108,8 @@ def setup_table(config: dict, status: pd.DataFrame) -> Table:
         ("device", ", ".join(f"{d} ({t} thread{'s' if t != 1 else ''})"
                              for d, t in status[["device", "threads"]].drop_duplicates().itertuples(index=False))),
     ]
+    if (line := tutorial_test_line(test_loop)) is not None:
+        rows.append(("the tutorial's test loop", line))
     return Table(columns=["setting", "value"], rows=[[text(k), text(v)] for k, v in rows])
 
 
@@ -485,7 +506,7 @@ def build_context(config: dict, tables: dict[str, pd.DataFrame], svgs: dict[str,
         "claims": claims_table(tables["claims"]),
         "findings": findings(tables["claims"]),
         "changes": verdict_changes(tables["claims"]),
-        "setup": setup_table(config, status),
+        "setup": setup_table(config, status, tables.get("test_loop")),
         "figures": figure_entries(svgs, captions),
         "metric": metric,
         "metric_label": METRIC_LABELS[metric],

@@ -67,16 +67,21 @@ _CHECKPOINT = {**IDENTITY, "step": INT, "epoch": FLOAT}
 
 TABLES: dict[str, TableSpec] = {spec.name: spec for spec in [
     # per-run files (results/runs/...)
+    # tutorial_avg_loss: the tutorial's test_loop "Avg loss" (mean of batch-of-64 mean losses; optbench.evaluate)
     _spec("eval", "evaluate", {"step": INT, "epoch": FLOAT, "split": STR, "loss": FLOAT, "accuracy": FLOAT,
-                               "has_weights": BOOL}),
+                               "has_weights": BOOL, "tutorial_avg_loss": FLOAT}),
     _spec("log", "train", {"step": INT, "epoch": FLOAT, "loss": FLOAT}),
     # aggregate
     _spec("runs", "aggregate", IDENTITY, {"step": INT, "epoch": FLOAT, "split": STR, "loss": FLOAT,
-                                          "accuracy": FLOAT, "status": STR, "has_weights": BOOL}),
+                                          "accuracy": FLOAT, "status": STR, "has_weights": BOOL,
+                                          "tutorial_avg_loss": FLOAT}),
     _spec("run_status", "aggregate", IDENTITY, {"status": STR, "reason": STR, "diverged_step": FLOAT},
           _ints("steps_per_epoch", "total_steps", "steps_done"), {"train_seconds": FLOAT, "device": STR,
                                                                   "threads": INT, "n_train": INT, "bundle": STR}),
     _spec("minibatch", "aggregate", IDENTITY, {"step": INT, "epoch": FLOAT, "loss": FLOAT, "loss_max": FLOAT}),
+    # each run's test split at its last checkpoint, as the tutorial's test_loop prints it after the last epoch
+    _spec("test_loop", "aggregate", IDENTITY, {"step": INT, "epoch": FLOAT, "accuracy": FLOAT,
+                                               "tutorial_avg_loss": FLOAT, "loss": FLOAT}),
     # gradient probes (grad_variance jobs, then aggregate_gradvar)
     _spec("probe_moments", "aggregate_gradvar", _CHECKPOINT, _ints("n", "m", "K"),
           _floats("sigma2", "grad_norm2", "train_loss", "mean_error_sq", "pair_sum"), {"pair_count": INT},

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from optbench.config import Run, steps_per_epoch
-from optbench.model import input_size, make_mlp, make_optimizer
+from optbench.model import make_model, make_optimizer
 
 
 def checkpoint_schedule(total_steps: int, count: int) -> list[int]:
@@ -26,11 +26,12 @@ def derived_seed(seed: int, stream: str) -> int:
     return int(np.random.SeedSequence([seed, sum(map(ord, stream))]).generate_state(1)[0])
 
 
-def init_model(x_train: torch.Tensor, hidden: list[int], seed: int) -> nn.Module:
-    """Same seed → same initial weights, whatever the optimizer, batch size or LR (common random numbers)."""
+def init_model(x_train: torch.Tensor, model: dict | list[int], seed: int) -> nn.Module:
+    """The config's model (its `model` section, or an MLP's hidden widths) for x_train's samples.
+    Same seed → same initial weights, whatever the optimizer, batch size or LR (common random numbers)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derived_seed(seed, "init"))
-        return make_mlp(input_size(x_train), hidden)
+        return make_model(tuple(x_train.shape[1:]), model)
 
 
 @dataclass
@@ -120,7 +121,7 @@ def train_run(tensors: dict, run: Run, config: dict, device: str = "cpu", log=pr
     total = train_cfg["epochs"] * per_epoch
     result = RunResult(run=run, steps_per_epoch=per_epoch, total_steps=total)
 
-    model = init_model(tensors["x_train"], config["model"]["hidden"], run.seed).to(device)
+    model = init_model(tensors["x_train"], config["model"], run.seed).to(device)
     optimizer = make_optimizer(run.optimizer, model.parameters(), run.lr, config["optimizers"][run.optimizer])
     loss_fn = nn.CrossEntropyLoss()
     order = torch.Generator().manual_seed(derived_seed(run.seed, "order"))

@@ -17,7 +17,7 @@ config, params = snakemake.config, snakemake.params
 with job_log(snakemake.log[0]) as log:
     device = setup_job(snakemake.threads, params.device)
     tensors = load_dataset(snakemake.input.data)
-    model = init_model(tensors["x_train"], config["model"]["hidden"], seed=0).to(device)
+    model = init_model(tensors["x_train"], config["model"], seed=0).to(device)
     files = []
     for run_dir in map(Path, params.run_dirs):
         meta = load_metadata(run_dir / "run.json")

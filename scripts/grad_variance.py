@@ -14,7 +14,7 @@ with job_log(snakemake.log[0]) as log:
     device = setup_job(snakemake.threads, snakemake.params.device)
     tensors = load_dataset(snakemake.input.data)
     x, y = tensors["x_train"].to(device), tensors["y_train"].to(device)
-    model = init_model(tensors["x_train"], config["model"]["hidden"], seed=0).to(device)
+    model = init_model(tensors["x_train"], config["model"], seed=0).to(device)
     identity = {"dataset": config["dataset"]["name"], "model": model_tag(config),
                 "optimizer": wildcards.optimizer, "batch_size": int(wildcards.batch_size),
                 "lr": float(wildcards.lr), "seed": int(wildcards.seed)}

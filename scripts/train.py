@@ -2,12 +2,13 @@
 
 A run whose files are intact and were made by the same identity (config values, training code, data,
 device) is kept untouched; the others continue from their resume state or start over. Bundled runs
-train as one vectorised ensemble (train.bundle_size 1: one by one with train_run).
+train as one vectorised ensemble; with train.bundle_size 1, or a model that is not a stack of Linear layers
+(model.kind cnn), they train one by one with train_run.
 """
 from contextlib import ExitStack
 
 from optbench.bundle import train_bundle
-from optbench.config import Run
+from optbench.config import Run, trains_in_bundles
 from optbench.data import load_dataset
 from optbench.identity import git_state
 from optbench.jobs import job_log, setup_job
@@ -33,13 +34,17 @@ with job_log(snakemake.log[0]) as log, ExitStack() as stack:
         log("Kept runs are left untouched: training is deterministic, so retraining them would give the same bits. "
             "To retrain one anyway, delete its folder (results/runs/...) and rerun snakemake.")
     states = {i: stores[i].load_state(identity, log) for i in todo}
+    bundled = trains_in_bundles(config)
+    if not bundled and len(runs) > 1:
+        log(f"model.kind {config['model']['kind']}: bundles are for Linear stacks, so this bundle's runs train one "
+            "by one with train_run, as with train.bundle_size 1 (their results do not depend on the bundle)")
     about = {"bundle": params.bundle, "bundle_size": len(runs), **git_state(), "identity": identity}
     steps = {i: states[i]["steps_done"] if states[i] else 0 for i in todo}
     for members, companion in lockstep_groups(todo, steps, len(runs)):
         group, resumes, savers = [runs[i] for i in members], [states[i] for i in members], [stores[i] for i in members]
         if companion:  # a discarded copy: a member trained on its own would get other bits than in its bundle
             group, resumes, savers = group * 2, resumes * 2, savers + [None]
-        if config["train"]["bundle_size"] == 1:
+        if not bundled:
             results = [train_run(tensors, runs[i], config, device, log, resume=states[i],
                                  on_epoch_end=stores[i].saver(every, identity)) for i in members]
         else:

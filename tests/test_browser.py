@@ -269,3 +269,26 @@ def test_tiny_workflow_report_renders_in_chromium(chromium, tiny_workdir, width)
     first = open_report(report, ARTIFACTS / f"report-first-screen-{width}.png", chromium, width=width,
                         full_page=False)
     assert first["errors"] == []
+
+
+@pytest.mark.workflow
+def test_replication_page_renders_in_chromium_at_800_px(chromium, compare_page):
+    """compare.html from `python -m optbench.replicate` on two small workloads (conftest.compare_page)."""
+    import re
+
+    page = open_report(compare_page, ARTIFACTS / "compare-800.png", chromium, width=800)
+    assert page["errors"] == [], page["errors"]
+    fetched = [url for url in page["requests"] if not url.startswith("data:")]
+    assert fetched == [compare_page.resolve().as_uri()], fetched  # offline: nothing but the page itself
+    # every key figure drawn for both workloads, none wider than the window, nothing else either
+    assert len(page["figures"]) >= 2 * 3, page["figures"]
+    for figure in page["figures"]:
+        assert 50 < figure["width"] <= page["window_width"] and figure["height"] > 50, figure
+    assert page["wide"] == [] and page["page_width"] <= page["window_width"], page["wide"][:5]
+    assert len(page["ids"]) == len(set(page["ids"])), "duplicate element ids"
+    # one column per workload in the verdict table, a row per claim with a cell in each
+    table = re.search(r'<table[^>]*id="compare-table".*?</table>', compare_page.read_text(), re.S)[0]
+    header = re.findall(r"<th[^>]*>(.*?)</th>", table.split("</thead>")[0], re.S)
+    assert [re.sub(r"<[^>]+>", "", h).strip() for h in header] == ["claim", "MNIST-1D", "MNIST subset", "agreement"]
+    rows = table.split("<tbody>")[1].split("</tr>")[:-1]
+    assert len(rows) == 15 and all(row.count("<td") == 4 for row in rows)

@@ -78,3 +78,18 @@ def test_shipped_replication_config_names_real_configs():
     spec = load_replication(ROOT / "configs" / "replication.yaml")
     for entry in spec["workloads"]:
         assert (ROOT / entry["configfile"]).exists(), entry
+
+
+def test_a_relative_dataset_root_is_pinned_to_where_replicate_runs(tmp_path, monkeypatch):
+    """Each workload runs in its own folder: a relative root must still name the files validation found."""
+    from optbench.replicate import pin_dataset_root
+
+    monkeypatch.chdir(tmp_path)
+    config = {"dataset": {"name": "fashion_mnist", "root": "data/torchvision"}}
+    assert pin_dataset_root(config, ["results/report.html"]) == [
+        "results/report.html", "--config", f'dataset={{"root": "{tmp_path}/data/torchvision"}}']
+    assert config["dataset"]["root"] == str(tmp_path / "data" / "torchvision")
+    beside = pin_dataset_root({"dataset": {"root": "x"}}, ["--config", "device=cpu", "--dry-run"])
+    assert beside == ["--config", f'dataset={{"root": "{tmp_path}/x"}}', "device=cpu", "--dry-run"]
+    absolute = {"dataset": {"name": "mnist1d", "root": "/elsewhere"}}
+    assert pin_dataset_root(absolute, []) == [] and absolute["dataset"]["root"] == "/elsewhere"

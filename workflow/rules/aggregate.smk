@@ -10,6 +10,7 @@ rule aggregate:
         runs="results/tables/runs.csv",
         run_status="results/tables/run_status.csv",
         minibatch="results/tables/minibatch.csv",
+        test_loop="results/tables/test_loop.csv",
     log:
         "logs/aggregate.log",
     conda:

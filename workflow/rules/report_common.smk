@@ -42,6 +42,7 @@ FIGURE_TABLES = {
 # the tables the page's sections show
 REPORT_TABLES = [
     "run_status",
+    "test_loop",
     "critical_batch",
     "lr_noise_scale",
     "batch_scaling_common",
