@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from optbench.config import IDX_FILES, TORCHVISION_FOLDERS
 from tests.conftest import BIN, ROOT, TINY, snakemake
+from tests.test_terminal import corrupt_dataset_config
 
 pytestmark = pytest.mark.slurm
 
@@ -96,20 +96,6 @@ def finish(process: subprocess.Popen, workdir: Path) -> SimpleNamespace:
         if process.poll() is None:
             process.terminate()
     return SimpleNamespace(returncode=returncode, output=(workdir / "run.log").read_text(), workdir=workdir)
-
-
-def corrupt_dataset_config(workdir: Path) -> Path:
-    """The tiny config on Fashion-MNIST whose IDX files exist (so validation passes) but are garbage:
-    data preparation fails at run time, on the cluster."""
-    raw = workdir / "idx" / TORCHVISION_FOLDERS["fashion_mnist"] / "raw"
-    raw.mkdir(parents=True)
-    for name in IDX_FILES:
-        (raw / name).write_bytes(b"not an IDX file\n")
-    config = yaml.safe_load(TINY.read_text())
-    config["dataset"] = {"name": "fashion_mnist", "root": str(workdir / "idx"), "download": False}
-    path = workdir / "corrupt.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 @pytest.fixture(scope="module")
