@@ -36,6 +36,8 @@ CHATTER = re.compile(
     r"Conda environments: ignored|Singularity containers: ignored|host:|Job stats:|"
     r"Using profiles? .* for setting default command line arguments)"
 )
+# the SLURM executor's line for each submission; a group job is named by its group's id
+SUBMITTED = re.compile(r"^Job (\S+) has been submitted with SLURM jobid (\S+) \(log: (\S+)\)\.?$")
 DIGEST = re.compile(r"^[0-9a-f]{8}$")  # wildcard values that are settings digests: noise to a reader
 
 
@@ -75,6 +77,8 @@ class LogHandler(LogHandlerBase):
         self.done = 0
         self.jobs: dict[int, dict] = {}       # jobid → rule, label, log, start time
         self.running: dict[int, str] = {}     # jobid → rule
+        self.remote: set[int] = set()         # jobids submitted to a cluster: queued or running there
+        self.groups: dict[str, list[int]] = {}  # a group member's uuid → the group's members' jobids
         quiet = {str(q).lower() for q in (self.common_settings.quiet or ())}
         self.silent = any("all" in q for q in quiet)
         if self.common_settings.dryrun:
@@ -101,6 +105,7 @@ class LogHandler(LogHandlerBase):
             handler = {
                 LogEvent.RUN_INFO: self.on_run_info,
                 LogEvent.JOB_INFO: self.on_job_info,
+                LogEvent.GROUP_INFO: self.on_group_info,
                 LogEvent.JOB_FINISHED: self.on_job_finished,
                 LogEvent.JOB_ERROR: self.on_job_error,
                 LogEvent.GROUP_ERROR: self.on_group_error,
@@ -125,8 +130,23 @@ class LogHandler(LogHandlerBase):
         self.jobs[jobid] = dict(rule=rule, label=job_label(rule, record.wildcards), log=list(record.log or ()),
                                 start=time.monotonic(), shown=bool(record.output or record.log))
         self.running[jobid] = rule
+        if not record.local:
+            self.remote.add(jobid)
         if self.jobs[jobid]["shown"]:
             self.line(f"{'started' if record.local else 'submitted'} {self.jobs[jobid]['label']}")
+
+    def on_group_info(self, record) -> None:
+        # the cluster knows a group job by the uuid of one of its members (Snakemake's GroupJob.jobid)
+        members = [job.jobid for job in record.jobs]
+        for job in record.jobs:
+            self.groups[str(job.uuid())] = members
+
+    def on_submitted(self, job: str, slurm_id: str, slurm_log: str) -> None:
+        """Which jobs a cluster job runs (a group's members are listed just above as submitted)."""
+        members = self.groups.get(job, [int(job)] if job.isdigit() else [])
+        rules = Counter(self.jobs[m]["rule"] for m in members if m in self.jobs)
+        what = ", ".join(f"{rule} ×{n}" if n > 1 else rule for rule, n in rules.most_common()) or f"job {job}"
+        self.line(f"SLURM job {slurm_id} runs {what} (log: {slurm_log})", running=False)
 
     def on_job_finished(self, record) -> None:
         job = self.jobs.get(record.job_id)
@@ -173,6 +193,9 @@ class LogHandler(LogHandlerBase):
             return
         if self.silent and record.levelno < logging.ERROR:
             return
+        if submitted := SUBMITTED.match(message):
+            self.on_submitted(*submitted.groups())
+            return
         self.write(message)
 
     # ---- output ----
@@ -185,7 +208,8 @@ class LogHandler(LogHandlerBase):
         if running and progress and self.running:
             summary = ", ".join(f"{rule} ×{n}" if n > 1 else rule
                                 for rule, n in Counter(self.running.values()).most_common())
-            text += " · running: " + (summary if len(summary) <= MAX_RUNNING else summary[: MAX_RUNNING - 1] + "…")
+            state = "running or queued" if self.remote & set(self.running) else "running"
+            text += f" · {state}: " + (summary if len(summary) <= MAX_RUNNING else summary[: MAX_RUNNING - 1] + "…")
         self.write(prefix + text)
 
     def block(self, lines: list[str]) -> None:
