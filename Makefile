@@ -6,16 +6,23 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: setup run test bench lint clean replicate experiments clean-experiments
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+PROGRESS_LOGGER := $(wildcard tools/progress/pyproject.toml tools/progress/snakemake_logger_plugin_optbench/*.py)
+
+# The pins, then the project (its dependencies are checked against the pins: pyproject.toml names them
+# all), then the progress logger (`--logger optbench`, profiles/local), which Snakemake finds only as an
+# installed package of its own; reinstalled whenever its source changes.
+$(VENV)/.installed: requirements.txt pyproject.toml $(PROGRESS_LOGGER)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements.txt
-	$(VENV)/bin/pip install -q --no-deps -e .
+	$(VENV)/bin/pip install -q -e .
+	$(VENV)/bin/pip install -q --no-deps --force-reinstall ./tools/progress
 	touch $@
 
 setup: $(VENV)/.installed
 
+# profiles/local: every core, one line per job start and end (--logger optbench), a failed job's log tail
 run: setup
-	snakemake --cores $(CORES)
+	snakemake --profile profiles/local --cores $(CORES)
 	@echo "Report: $(abspath results/report.html)"
 
 test: setup

@@ -19,7 +19,7 @@ with job_log(snakemake.log[0]) as log:
     tensors = load_dataset(snakemake.input.data)
     model = init_model(tensors["x_train"], config["model"], seed=0).to(device)
     files = []
-    for run_dir in map(Path, params.run_dirs):
+    for k, run_dir in enumerate(map(Path, params.run_dirs), start=1):
         meta = load_metadata(run_dir / "run.json")
         if file_stamp(run_dir / "checkpoints.pt")["sha256"] != meta["files"]["checkpoints.pt"]:
             raise damaged(run_dir / "checkpoints.pt", "checkpoint file", "differs from what training wrote")
@@ -31,6 +31,6 @@ with job_log(snakemake.log[0]) as log:
         if not target.exists() or target.read_text() != text:
             atomic_write_text(text, target)
         files.append({EVAL_FILE: file_stamp(target)})
-        log(f"{target}: {text.count(chr(10)) - 1} rows")
+        log(f"run {k} of {len(params.run_dirs)}: {target}: {text.count(chr(10)) - 1} rows")
     members = [{"lr": lr, "seed": seed, "dir": d} for (lr, seed), d in zip(params.members, params.run_dirs)]
     write_bundle_receipt(snakemake.output[0], members, files, bundle=params.bundle, settings=params.settings)

@@ -1,5 +1,6 @@
-"""profiles/slurm on a real one-node SLURM cluster (tools/slurm/start.sh): the jobs go through sbatch,
-the tables equal a local run's, and a job that fails on the cluster fails the run with its log path."""
+"""profiles/slurm on a real one-node SLURM cluster (tools/slurm/start.sh): the README's command runs as
+written; a cancelled job is redone and the tables equal a local run's; a failing job fails the run with
+its logs; SIGTERM ends a run; the site and workflow profiles stay apart."""
 from __future__ import annotations
 
 import contextlib
@@ -7,7 +8,10 @@ import fcntl
 import math
 import os
 import re
+import shlex
+import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,24 +20,27 @@ import pandas as pd
 import pytest
 import yaml
 
-from optbench.config import IDX_FILES, TORCHVISION_FOLDERS
-from tests.conftest import BIN, ROOT, TINY, snakemake
+from optbench.config import load_config, partition, prepare_config
+from tests.conftest import BIN, ROOT, TINY
+from tests.test_terminal import corrupt_dataset_config, plugin_env
 
 pytestmark = pytest.mark.slurm
 
 PROFILE = ROOT / "profiles" / "slurm"
+WORKFLOW_PROFILE = ROOT / "profiles" / "default"
 START, STOP = ROOT / "tools" / "slurm" / "start.sh", ROOT / "tools" / "slurm" / "stop.sh"
 STATE = Path(os.environ.get("OPTBENCH_SLURM_DIR", "/tmp/optbench-slurm"))
-TIMEOUT = 300  # seconds per snakemake run; the tiny run takes about 90 s on 2 cores
-# The tables the cluster run builds: everything up to aggregation (figures and the report add only
-# local work). run_status.csv is compared without its wall-clock columns.
-TABLES = ["runs.csv", "minibatch.csv", "gradvar.csv", "gradvar_layers.csv", "gradvar_slopes.csv"]
+# seconds per snakemake run: the default experiment takes about 8 minutes on the 2-core test cluster,
+# the tiny one about 90 s with the fast polling below
+README_TIMEOUT, TIMEOUT = 1800, 600
+# The tables the tiny cluster run builds and compares: the aggregated ones (figures and the report add
+# only local work). run_status.csv is compared without its wall-clock columns.
+TABLES = ["runs.csv", "minibatch.csv", "probe_moments.csv", "probe_draws.csv", "gradvar_layers.csv"]
 TARGETS = [f"results/tables/{name}" for name in [*TABLES, "run_status.csv"]]
-# Only for this test cluster, which has no accounting database (so `sacct` knows no jobs), and whose
-# jobs take seconds: poll squeue early. The profile itself is used unchanged.
-TEST_CLUSTER_ARGS = ["--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
-                     "--seconds-between-status-checks", "2"]
-SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+# Only for the runs other than the README's: this test cluster's jobs take seconds, so poll every 2 s
+# instead of the profile's first check after 60 s. Everything else is the profile's.
+FAST = ["--slurm-init-seconds-before-status-checks", "2"]
+SUBMITTED = re.compile(r"SLURM job (\d+) runs (.*) \(log: (\S+)\)$", re.M)
 
 
 def alive(pid_file: Path) -> bool:
@@ -45,7 +52,7 @@ def alive(pid_file: Path) -> bool:
 
 
 @contextlib.contextmanager
-def exclusive(path: Path, timeout: float = 600):
+def exclusive(path: Path, timeout: float = 1800):
     """One test session at a time on the cluster: another's stop.sh would kill this one's jobs."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
@@ -71,59 +78,88 @@ def cluster():
         assert started.returncode == 0, f"tools/slurm/start.sh failed:\n{started.stdout}\n{started.stderr}"
         node_cpus = int(subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True,
                                        check=True).stdout.split()[0])
-        yield SimpleNamespace(state=STATE, node_cpus=node_cpus)
-        if not was_running:
-            subprocess.run([str(STOP)], capture_output=True, timeout=120)
+        cores = yaml.safe_load((PROFILE / "config.yaml").read_text())["cores"]
+        if node_cpus < cores:  # the README's command cannot be told otherwise: its jobs would pend forever
+            pytest.skip(f"the test node has {node_cpus} CPUs; profiles/slurm asks for {cores} per job")
+        try:
+            yield SimpleNamespace(state=STATE, node_cpus=node_cpus)
+        finally:
+            if not was_running:
+                subprocess.run([str(STOP)], capture_output=True, timeout=120)
 
 
-def start_profile_run(workdir: Path, configfile: Path, cluster) -> subprocess.Popen:
-    """`snakemake --profile profiles/slurm` in the background, under a hard timeout, output to run.log."""
-    cores = yaml.safe_load((PROFILE / "config.yaml").read_text())["cores"]
-    # A job asking for more CPUs than the node has would pend forever.
-    fit = ["--cores", str(cluster.node_cpus)] if cluster.node_cpus < cores else []
-    command = ["timeout", "-k", "10", str(TIMEOUT), str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"),
-               "--configfile", str(configfile), "--directory", str(workdir), "--profile", str(PROFILE),
-               *TEST_CLUSTER_ARGS, *fit, *TARGETS]
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+def readme_command() -> list[str]:
+    """The SLURM command of the README's "On a SLURM cluster" section, as written there."""
+    section = (ROOT / "README.md").read_text().split("## On a SLURM cluster", 1)[1]
+    line, = re.findall(r"^\.venv/bin/snakemake --profile profiles/slurm[^\n#]*", section, re.M)
+    return shlex.split(line)
+
+
+def start(workdir: Path, command: list[str], timeout: int = TIMEOUT) -> subprocess.Popen:
+    """A snakemake command in the background from the repository, under a hard timeout, output to run.log."""
     with open(workdir / "run.log", "w") as log:
-        return subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env)
+        return subprocess.Popen(["timeout", "-k", "10", str(timeout), *command], cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT, env=plugin_env())
 
 
-def finish(process: subprocess.Popen, workdir: Path) -> SimpleNamespace:
+def profile_run(workdir: Path, configfile: Path, *targets: str) -> subprocess.Popen:
+    return start(workdir, [str(BIN / "snakemake"), "--profile", str(PROFILE), "--configfile", str(configfile),
+                           "--directory", str(workdir), *FAST, *targets])
+
+
+def finish(process: subprocess.Popen, workdir: Path, timeout: int = TIMEOUT) -> SimpleNamespace:
     try:
-        returncode = process.wait(timeout=TIMEOUT + 30)
+        returncode = process.wait(timeout=timeout + 30)
     finally:
         if process.poll() is None:
             process.terminate()
     return SimpleNamespace(returncode=returncode, output=(workdir / "run.log").read_text(), workdir=workdir)
 
 
-def corrupt_dataset_config(workdir: Path) -> Path:
-    """The tiny config on Fashion-MNIST whose IDX files exist (so validation passes) but are garbage:
-    data preparation fails at run time, on the cluster."""
-    raw = workdir / "idx" / TORCHVISION_FOLDERS["fashion_mnist"] / "raw"
-    raw.mkdir(parents=True)
-    for name in IDX_FILES:
-        (raw / name).write_bytes(b"not an IDX file\n")
-    config = yaml.safe_load(TINY.read_text())
-    config["dataset"] = {"name": "fashion_mnist", "root": str(workdir / "idx"), "download": False}
-    path = workdir / "corrupt.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+def queue(workdir: Path) -> dict[str, str]:
+    """SLURM job id → state, for the jobs of one run (by its working directory) still in the queue."""
+    lines = subprocess.run(["squeue", "-h", "-o", "%i|%T|%Z"], capture_output=True, text=True).stdout
+    return {job: state for job, state, where in (line.split("|") for line in lines.splitlines())
+            if where == str(workdir)}
+
+
+def cancel_a_running_group_job(workdir: Path, cancelled: list, deadline: float) -> None:
+    """scancel the first grouped job of the run seen running, once a train job of it has written its
+    receipt (so the retry has finished work to keep), or after 20 s of running."""
+    running_since = {}
+    while time.monotonic() < deadline and not cancelled:
+        submitted = dict((job, what) for job, what, _ in SUBMITTED.findall((workdir / "run.log").read_text()))
+        for job, state in queue(workdir).items():
+            if state == "RUNNING" and "train" in submitted.get(job, ""):
+                running_since.setdefault(job, time.monotonic())
+                trained = list((workdir / "results" / "runs").rglob("bundle-*.train.json"))
+                if trained or time.monotonic() - running_since[job] > 20:
+                    subprocess.run(["scancel", job], check=True)
+                    cancelled.append(job)
+                    return
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
 def runs(cluster, request, tmp_path_factory):
-    """The tiny config on the cluster, the failing config on the cluster and the tiny config run locally,
-    all at once: the cluster runs spend most of their time waiting for status checks."""
+    """All at once (the cluster runs spend most of their time waiting for a status check): the README's
+    command; the tiny config with one grouped job cancelled; a failing config; the tiny config locally."""
+    readme_dir = tmp_path_factory.mktemp("slurm_readme")
     tiny_dir, failing_dir = tmp_path_factory.mktemp("slurm_tiny"), tmp_path_factory.mktemp("slurm_failing")
-    tiny = start_profile_run(tiny_dir, TINY, cluster)
-    failing = start_profile_run(failing_dir, corrupt_dataset_config(failing_dir), cluster)
+    readme = start(readme_dir, [*readme_command(), "--directory", str(readme_dir)], timeout=README_TIMEOUT)
+    tiny = profile_run(tiny_dir, TINY, *TARGETS)
+    failing = profile_run(failing_dir, corrupt_dataset_config(failing_dir))
+    cancelled = []
+    canceller = threading.Thread(target=cancel_a_running_group_job,
+                                 args=(tiny_dir, cancelled, time.monotonic() + TIMEOUT), daemon=True)
+    canceller.start()
     try:
         local = request.getfixturevalue("tiny_workdir")
     finally:
-        results = SimpleNamespace(tiny=finish(tiny, tiny_dir), failing=finish(failing, failing_dir))
-    results.local = local
+        results = SimpleNamespace(tiny=finish(tiny, tiny_dir), failing=finish(failing, failing_dir),
+                                  readme=finish(readme, readme_dir, README_TIMEOUT))
+    canceller.join(timeout=5)
+    results.local, results.cancelled = local, cancelled
     return results
 
 
@@ -136,8 +172,43 @@ def job_records(state: Path) -> dict[str, dict[str, str]]:
     return records
 
 
-def test_tables_equal_the_local_run_exactly(runs):
+def snakemake_log(workdir: Path) -> str:
+    """Snakemake's complete output of the run (its default format), kept in .snakemake/log/."""
+    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+    return logs[-1].read_text()
+
+
+def test_the_readme_command_runs_the_default_experiment_as_written(runs, cluster):
+    readme = runs.readme
+    assert readme.returncode == 0, readme.output[-5000:]
+    assert (readme.workdir / "results" / "report.html").stat().st_size > 0
+    submitted = {job: (what, log) for job, what, log in SUBMITTED.findall(readme.output)}
+    records = job_records(cluster.state)
+    mine = {job for job, record in records.items() if record["WorkDir"] == str(readme.workdir)}
+    assert set(submitted) == mine, (submitted, mine)
+    for job in mine:
+        assert records[job]["JobState"] == "COMPLETED" and records[job]["ExitCode"] == "0:0", records[job]
+        assert records[job]["Name"].startswith("optbench_"), records[job]  # slurm-jobname-prefix
+    # one data job, then the train bundles grouped as the workflow profile says, nothing else
+    config = prepare_config(load_config(ROOT / "config.yaml"))
+    bundles = len(partition(config)) * len(config["grid"]["batch_sizes"])
+    per_job = yaml.safe_load((WORKFLOW_PROFILE / "config.yaml").read_text())["group-components"]["runs"]
+    logs = [log for _, log in submitted.values()]
+    assert sum("/rule_prepare_data/" in log for log in logs) == 1
+    assert sum("/group_runs_" in log for log in logs) == math.ceil(bundles / per_job) == len(logs) - 1
+    full_log = snakemake_log(readme.workdir)
+    for rule in ("aggregate", "analyze", "report"):
+        assert f"localrule {rule}:" in full_log
+
+
+def test_a_cancelled_job_is_redone_and_the_tables_equal_the_local_run_exactly(runs, cluster):
     assert runs.tiny.returncode == 0, runs.tiny.output[-5000:]
+    (job,) = runs.cancelled
+    records = job_records(cluster.state)
+    assert records[job]["JobState"] == "CANCELLED", records[job]
+    assert re.search(rf"FAILED .*\n(?:\s+.*\n)*?\s+message: SLURM-job '{job}' failed", runs.tiny.output)
+    mine = [r for r in records.values() if r["WorkDir"] == str(runs.tiny.workdir)]
+    assert sum(r["JobState"] == "COMPLETED" for r in mine) == len(mine) - 1  # the retry completed
     # Same config, same thread count per job (train/evaluate threads: 1 both ways): bit-identical.
     for name in TABLES:
         assert (runs.tiny.workdir / "results/tables" / name).read_bytes() == \
@@ -151,48 +222,79 @@ def test_tables_equal_the_local_run_exactly(runs):
     assert set(cluster_status["device"]) == {"cpu"}
 
 
-def test_jobs_went_through_sbatch_grouped_and_aggregation_ran_locally(runs, cluster):
-    assert runs.tiny.returncode == 0, runs.tiny.output[-5000:]
-    submitted = dict(SUBMITTED.findall(runs.tiny.output))
-    records = job_records(cluster.state)
-    mine = {job for job, record in records.items() if record["WorkDir"] == str(runs.tiny.workdir)}
-    assert set(submitted) == mine, (submitted, mine)
-    for job in submitted:
-        assert records[job]["JobState"] == "COMPLETED" and records[job]["ExitCode"] == "0:0", records[job]
-        assert int(records[job]["ProcCnt"]) <= cluster.node_cpus
-
-    # One SLURM job prepares the data; the train/evaluate/probe jobs arrive grouped, as many
-    # connected components (one per train job) per SLURM job as the profile allows.
-    # one rule per stage: a train job is the rule with its wildcards (optimizer, batch size, bundle)
-    train_jobs = len(set(re.findall(r"rule train:\n(?:\s+\w+: .*\n)*?\s+wildcards: (.*)", runs.tiny.output)))
-    assert train_jobs >= 2
-    per_job = yaml.safe_load((PROFILE / "config.yaml").read_text())["group-components"]["runs"]
-    logs = list(submitted.values())
-    assert sum("/rule_prepare_data/" in log for log in logs) == 1
-    assert sum("/group_runs_" in log for log in logs) == math.ceil(train_jobs / per_job)
-    assert len(logs) == 1 + math.ceil(train_jobs / per_job)
-    for rule in ("aggregate", "aggregate_gradvar"):
-        assert f"localrule {rule}:" in runs.tiny.output
-
-
-def test_a_job_failing_on_the_cluster_fails_the_run_and_names_its_logs(runs, cluster):
+def test_a_job_failing_on_the_cluster_is_tried_three_times_and_fails_the_run_with_its_logs(runs, cluster):
     failing = runs.failing
     assert failing.returncode not in (0, 124, 137), failing.output[-5000:]
-    assert "Error in rule prepare_data" in failing.output
-    (job, slurm_log), = SUBMITTED.findall(failing.output)
-    assert job_records(cluster.state)[job]["JobState"] == "FAILED"
-    # The message points at both logs: the rule's own log and the SLURM job's output.
-    rule_logs = re.findall(r"log: (logs/prepare_data/\S+\.log), (\S+) \(check log", failing.output)
-    assert rule_logs and rule_logs[0][1] == slurm_log, failing.output[-3000:]
-    assert "Traceback" in (failing.workdir / rule_logs[0][0]).read_text()
+    submitted = SUBMITTED.findall(failing.output)
+    assert len(submitted) == 3 and {what for _, what, _ in submitted} == {"prepare_data"}  # restart-times: 2
+    records = job_records(cluster.state)
+    assert [records[job]["JobState"] for job, _, _ in submitted] == ["FAILED"] * 3
+    # each failure names the rule's log, with its last lines, and the SLURM job's log
+    job, _, slurm_log = submitted[-1]
+    block = re.search(rf"FAILED prepare_data \(jobid \d+\).*\n((?:\s{{5,}}.*\n)+)", failing.output.split(
+        f"SLURM job {job} runs")[1])
+    assert block, failing.output[-3000:]
+    rule_log = re.search(r"log: (logs/prepare_data/\S+\.log), last \d+ of \d+ lines:", block.group(1)).group(1)
+    assert "Traceback" in (failing.workdir / rule_log).read_text()
+    assert "│ AssertionError" in block.group(1) and f"log: {slurm_log}" in block.group(1)
     assert Path(slurm_log).is_file()
+
+
+def test_sigterm_ends_a_run_once_its_submitted_jobs_have_finished(runs, cluster, tmp_path):
+    """Snakemake's SIGTERM: submit nothing more, wait for the submitted jobs, exit. (Before the status
+    command was squeue, the wait never ended on this cluster.) After the run, nothing of it is queued."""
+    process = profile_run(tmp_path, TINY)
+    deadline = time.monotonic() + TIMEOUT
+    while not re.search(r"SLURM job \d+ runs .*train", (tmp_path / "run.log").read_text()):
+        assert time.monotonic() < deadline and process.poll() is None, (tmp_path / "run.log").read_text()
+        time.sleep(0.5)
+    terminated = time.monotonic()
+    process.send_signal(signal.SIGTERM)  # to timeout(1), which passes it on to snakemake
+    result = finish(process, tmp_path, timeout=300)
+    assert result.returncode not in (0, 124, 137), result.output[-3000:]
+    assert time.monotonic() - terminated < 300
+    assert "Will exit after finishing currently running jobs" in result.output
+    assert queue(tmp_path) == {}
+    records = job_records(cluster.state)
+    mine = [r for r in records.values() if r["WorkDir"] == str(tmp_path)]
+    assert mine and all(r["JobState"] == "COMPLETED" for r in mine), mine
+
+
+def test_site_and_workflow_profiles_set_different_keys():
+    """Snakemake takes a key set in both from the workflow profile, whole: keep them apart, so that what a
+    site edits is never silently replaced, and site settings stay out of the workflow's file."""
+    site = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    workflow = yaml.safe_load((WORKFLOW_PROFILE / "config.yaml").read_text())
+    assert set(site) & set(workflow) == set()
+    assert {"group-components", "set-resources"} <= set(workflow)
+    assert not re.search(r"slurm|partition|account|qos|executor", (WORKFLOW_PROFILE / "config.yaml").read_text()
+                         .split("\n\n", 1)[1], re.I)
+
+
+def dry_run(tmp_path: Path, *args: str) -> str:
+    command = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--configfile", str(TINY), "--directory",
+               str(tmp_path), "--profile", str(PROFILE), "-n", *args]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=plugin_env(), timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_the_workflow_profile_gives_each_stage_its_resources(tmp_path):
+    output = dry_run(tmp_path)
+    resources = dict(re.findall(r"^\s*rule (\w+):\n(?:\s+\w+: .*\n)*?\s+resources: (.*)", output, re.M))
+    assert "mem_mb=4000" in resources["prepare_data"] and "runtime=30" in resources["grad_variance"]
+    assert all("runtime=20" in resources[rule] and "mem_mb=2000" in resources[rule] for rule in ("train", "evaluate"))
+    # the command line replaces the workflow profile's list, stage by stage as named
+    output = dry_run(tmp_path, "--set-resources", "train:runtime=5")
+    trains = re.findall(r"rule train:\n(?:\s+\w+: .*\n)*?\s+resources: (.*)", output)
+    assert trains and all("runtime=5" in r for r in trains)
 
 
 @pytest.mark.parametrize("device, gpus", [("cpu", "0"), ("auto", "0"), ("cuda", "1")])
 def test_a_gpu_is_requested_only_when_the_config_demands_cuda(tmp_path, device, gpus):
-    result = snakemake(tmp_path, "--profile", str(PROFILE), "-n", "--config", f"device={device}")
-    requests = re.findall(r"resources: .*", result.stdout)
+    output = dry_run(tmp_path, "--config", f"device={device}")
+    requests = re.findall(r"resources: .*", output)
     train_like = [r for r in requests if "gpu=" in r]
     # train and evaluate jobs of the tiny config, each naming its GPU count
-    assert len(train_like) == 2 * len(re.findall(r"rule train:", result.stdout)) > 0
+    assert len(train_like) == 2 * len(re.findall(r"rule train:", output)) > 0
     assert {re.search(r"gpu=(\d+)", r).group(1) for r in train_like} == {gpus}
