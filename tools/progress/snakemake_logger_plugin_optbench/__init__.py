@@ -12,6 +12,15 @@ and, when a job fails, its rule and wildcards, the job's log path and the log's 
 job's scheduler log too). Every other message Snakemake prints (warnings, errors, the path of its
 complete log in .snakemake/log/, which keeps every detail) passes through; its routine chatter
 ("Select jobs to execute...") does not. A dry run (`-n`) prints exactly what Snakemake prints.
+
+Why a plugin of our own: snakemake-logger-plugin-rich 0.5.1 (the maintained one) was tried on the tiny
+config, 2026-12-01. Its progress is a rich Live bar, drawn only on a terminal: with output to a file or
+a pipe (CI, `make run | tee`, nohup on a login node) the whole successful run printed 1.2 KB, a job
+count table and "Workflow Finished", no job started or finished, nothing running, no elapsed time. A
+failure printed the failed job's whole log (wrapped at 80 columns) after the traceback that Snakemake
+had already printed, and it names no SLURM job or its log. It also pulls rich and pydantic into the
+environment. `--quiet rules` with the default logger hides the failure block altogether. What is
+needed here is plain lines that read the same in a terminal and in a log file.
 """
 from __future__ import annotations
 
