@@ -32,9 +32,10 @@ test: setup
 bench: setup
 	python bench/run.py --cores 2 $(BENCH_ARGS)
 
-# Several workloads, one folder each, then results/compare.html (configs/replication.yaml says which).
+# Several workloads, one folder each, then results/compare.html (configs/replication.yaml says which);
+# each workload's snakemake takes profiles/local (progress lines, as make run prints them).
 replicate: setup
-	python -m optbench.replicate configs/replication.yaml --cores $(CORES)
+	python -m optbench.replicate configs/replication.yaml --cores $(CORES) --profile profiles/local
 
 lint: setup
 	snakemake --lint
