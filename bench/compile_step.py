@@ -62,7 +62,7 @@ def main() -> None:
     config = prepare_config(load_config(ROOT / "config.yaml"))
     setup_job(config["train"]["threads"], "cpu")
     tensors = build_dataset(config["dataset"])
-    members = partition({**config, "grid": {**config["grid"], "optimizers": ["adam"]}})[("adam", 0)]
+    members = partition({**config, "grid": {**config["grid"], "optimizers": ["adam"]}})[("adam", "l0s0")]
     generator = torch.Generator().manual_seed(0)
     n = len(tensors["x_train"])
     batches = []

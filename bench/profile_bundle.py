@@ -37,7 +37,7 @@ def main() -> None:
     short = copy.deepcopy(config)
     short["train"].update(epochs=args.epochs, checkpoints=2)
     grid = {**config, "grid": {**config["grid"], "optimizers": [args.optimizer]}}
-    runs = [Run(args.optimizer, args.batch_size, float(lr), seed) for lr, seed in partition(grid)[(args.optimizer, 0)]]
+    runs = [Run(args.optimizer, args.batch_size, float(lr), seed) for lr, seed in partition(grid)[(args.optimizer, "l0s0")]]
     train_bundle(tensors, runs, short, log=lambda _: None)  # warm-up
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         results = train_bundle(tensors, runs, short, log=lambda _: None)

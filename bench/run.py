@@ -84,9 +84,9 @@ def trainer_epochs(tensors, config, batch_size):
     return result.steps_done * batch_size, result.train_seconds
 
 
-def default_bundle(config):
-    """The first bundle the workflow forms for OPTIMIZER (train.bundle_size runs at most)."""
-    return partition({**config, "grid": {**config["grid"], "optimizers": [OPTIMIZER]}})[(OPTIMIZER, "l0s0")]
+def default_bundle(config, optimizer: str = OPTIMIZER):
+    """The first bundle the workflow forms for `optimizer` (train.bundle_size runs at most)."""
+    return partition({**config, "grid": {**config["grid"], "optimizers": [optimizer]}})[(optimizer, "l0s0")]
 
 
 def bundle_epochs(tensors, config, batch_size):
@@ -191,8 +191,7 @@ def tutorial_shapes(config, repeats: int, steps: int = 12):
     images = torch.randint(0, 256, (100 * TUTORIAL_BATCH, 28, 28), dtype=torch.uint8, generator=generator)
     labels = torch.randint(0, 10, (len(images),), generator=generator)
     pixels = images.unsqueeze(1).float() / 255  # what ToTensor makes of them, preloaded
-    runs = [Run("sgd", TUTORIAL_BATCH, float(lr), seed) for lr, seed in partition(
-        {**config, "grid": {**config["grid"], "optimizers": ["sgd"]}})[("sgd", 0)]]
+    runs = [Run("sgd", TUTORIAL_BATCH, float(lr), seed) for lr, seed in default_bundle(config, "sgd")]
     short = copy.deepcopy(config)
     short["model"]["hidden"] = TUTORIAL_HIDDEN
     short["train"].update(epochs=1, checkpoints=2, drop_last=True)
