@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from optbench.compare import Workload, render_comparison
-from optbench.config import ConfigError, load_config, prepare_config
+from optbench.config import SCHEMA_PATH, TORCHVISION_FOLDERS, ConfigError, load_config, prepare_config
 from optbench.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,12 +46,21 @@ def resolve(path: str, base: Path) -> Path:
     return candidate if candidate.is_absolute() else (base / candidate).resolve()
 
 
+def default_dataset_root() -> str:
+    """dataset.root's default, as the schema declares it."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    return schema["properties"]["dataset"]["properties"]["root"]["default"]
+
+
 def pin_dataset_root(config: dict, extra: list[str]) -> list[str]:
     """`extra` with a --config value that pins a relative dataset.root to the folder replicate runs in (and
     `config` changed alike): snakemake runs each workload in its own folder, where a relative root would
     point elsewhere than it did when the workload was validated (and found its files, or was skipped) here.
     After the other arguments, or beside their own --config values, so that no target is read as one."""
-    root = (config.get("dataset") or {}).get("root")
+    dataset = config.get("dataset") or {}
+    root = dataset.get("root")
+    if root is None and dataset.get("name") in TORCHVISION_FOLDERS:
+        root = default_dataset_root()  # the schema's default is relative too, and not filled in yet here
     if root is None or Path(root).is_absolute():
         return extra
     config["dataset"]["root"] = str(Path.cwd() / root)

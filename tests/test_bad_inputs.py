@@ -121,7 +121,7 @@ BAD = [  # (key to set, bad value, key the message must name, words it must cont
     ("grad_variance.probes", probe(optimizer="SGD"), "grad_variance.probes.0.optimizer", "does not match"),
     ("grad_variance.hessian.batch_size", 3600, "grad_variance.hessian.batch_size", "not below the 3600"),
     ("grad_variance.hessian.batch_size", 0, "grad_variance.hessian.batch_size", "minimum of 1"),
-    ("grad_variance.hessian.draws", 1, "grad_variance.hessian.draws", "minimum of 2"),
+    ("grad_variance.hessian.draws", 2, "grad_variance.hessian.draws", "minimum of 3"),   # no CI from 2 draws
     ("grad_variance.hessian.checkpoints", -1, "grad_variance.hessian.checkpoints", "minimum of 0"),
     ("grad_variance.hessian.checkpoints", 2.0, "grad_variance.hessian.checkpoints", "write 2"),
     ("grad_variance.hessian.every", 2, "grad_variance.hessian", "'every' was unexpected"),

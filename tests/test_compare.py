@@ -93,3 +93,7 @@ def test_a_relative_dataset_root_is_pinned_to_where_replicate_runs(tmp_path, mon
     assert beside == ["--config", f'dataset={{"root": "{tmp_path}/x"}}', "device=cpu", "--dry-run"]
     absolute = {"dataset": {"name": "mnist1d", "root": "/elsewhere"}}
     assert pin_dataset_root(absolute, []) == [] and absolute["dataset"]["root"] == "/elsewhere"
+    # a torchvision dataset without `root:` takes the schema's relative default, which must be pinned too
+    unset = {"dataset": {"name": "fashion_mnist"}}
+    assert pin_dataset_root(unset, []) == ["--config", f'dataset={{"root": "{tmp_path}/data/torchvision"}}']
+    assert pin_dataset_root({"dataset": {"name": "mnist1d"}}, []) == []   # MNIST-1D reads no root

@@ -452,7 +452,7 @@ def test_the_hessian_draws_are_a_stream_of_their_own(mnist1d_tensors):
 
 def test_hessian_checkpoints_spread_evenly_in_steps_leaving_out_the_start():
     steps = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256]   # log-spaced, as training saves them
-    assert gv.hessian_checkpoints(steps, list(range(10)), 4) == [6, 7, 8, 9]     # nearest 64, 128, 192, 256
+    assert gv.hessian_checkpoints(steps, list(range(10)), 4) == [6, 7, 8, 9]     # steps 32–256: targets 64, 128, 192, 256, a taken nearest yields to the next free one
     assert gv.hessian_checkpoints(steps, list(range(10)), 2) == [8, 9]
     assert gv.hessian_checkpoints(steps, [0, 3, 9], 5) == [0, 3, 9]              # fewer probed: all of them
     assert gv.hessian_checkpoints(steps, list(range(10)), 0) == []
