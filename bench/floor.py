@@ -14,8 +14,8 @@ import pandas as pd
 import torch
 
 from optbench.bundle import member_chunk
+from optbench.config import N_CLASSES
 
-N_CLASSES = 10
 
 
 def layer_shapes(input_width: int, hidden: list[int]) -> list[tuple[int, int]]:

