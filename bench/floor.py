@@ -95,11 +95,14 @@ def evaluate_products(layers, batch: int):
 
 def probe_products(layers, n: int, m: int, draws: int, factor_elements: int):
     """One m of a probe: per layer (draws, out, s)·(draws, s, in + 1) for s = min(m, n − m) samples, in
-    the draw chunks optbench.gradvar.minibatch_errors cuts."""
+    the draw chunks optbench.gradvar.minibatch_errors cuts for that layer; each with how many times
+    it runs: [((a, b), calls), ...]."""
     summed = n - m if m > n / 2 else m
-    width = sum(i + 1 + o for i, o in layers)
-    step = min(draws, max(1, factor_elements // (max(summed, 1) * width)))
-    return [(torch.randn(step, o, summed), torch.randn(step, summed, i + 1)) for i, o in layers], draws / step
+    products = []
+    for i, o in layers:
+        step = min(draws, max(1, factor_elements // (max(summed, 1) * (i + 1 + o))))
+        products.append(((torch.randn(step, o, summed), torch.randn(step, summed, i + 1)), draws / step))
+    return products
 
 
 def bare_rates(layers, members: int, batch_sizes: list[int], eval_batch: int, n: int, ms: list[int],
@@ -110,9 +113,8 @@ def bare_rates(layers, members: int, batch_sizes: list[int], eval_batch: int, n:
              "evaluate": _rate(evaluate_products(layers, eval_batch), repeats)}
     flops = seconds = 0.0
     for m in ms:
-        products, calls = probe_products(layers, n, m, draws, factor_elements)
-        rate = _rate(products, repeats)
-        chunk = calls * sum(2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2] for a, b in products)
-        flops, seconds = flops + chunk, seconds + chunk / rate
+        for (a, b), calls in probe_products(layers, n, m, draws, factor_elements):
+            chunk = calls * 2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+            flops, seconds = flops + chunk, seconds + chunk / _rate([(a, b)], repeats)
     rates["grad_variance"] = flops / seconds
     return rates

@@ -62,3 +62,31 @@ def test_checkpoints_without_weights_evaluate_to_infinite_loss(model, mnist1d_te
     assert (last["tutorial_avg_loss"] == math.inf).all() and table["tutorial_avg_loss"].iloc[:6].between(1.5, 4).all()
     first = table[table["step"] == 0]
     assert first["loss"].between(1.5, 4).all() and list(table["epoch"].unique()) == [0.0, 1.0, 2.0]
+
+
+def test_loss_is_bit_for_bit_the_chunks_summed_cross_entropy(model, mnist1d_tensors):
+    """One log-softmax per chunk serves both reductions (issue 14: it was computed twice, ~30 % of an
+    evaluate job): the numbers eval.csv holds stay those of F.cross_entropy(reduction='sum') per chunk
+    and of its per-sample values, bit for bit, finite or not."""
+    x, y = mnist1d_tensors["x_train"][:2500], mnist1d_tensors["y_train"][:2500]
+    blown = init_model(x, [32], seed=5)
+    with torch.no_grad():
+        blown[-1].weight.mul_(1e38)  # logits overflow to ±inf: the loss is inf or NaN, as in a diverged run
+    for net in (model, blown):
+        net.eval()
+        for chunk in (1000, 7):
+            with torch.no_grad():
+                total, per_sample = 0.0, []
+                for start in range(0, len(x), chunk):
+                    logits, target = net(x[start:start + chunk]), y[start:start + chunk]
+                    total += nn.functional.cross_entropy(logits, target, reduction="sum").item()
+                    per_sample.append(nn.functional.cross_entropy(logits, target, reduction="none"))
+                losses = torch.cat(per_sample)
+            metrics = split_metrics(net, x, y, chunk)
+            expected = total / len(x)
+            assert metrics["loss"] == (expected if math.isfinite(expected) else math.inf)
+            full = len(losses) // TUTORIAL_TEST_BATCH * TUTORIAL_TEST_BATCH
+            means = torch.cat([losses[:full].view(-1, TUTORIAL_TEST_BATCH).mean(1).double(),
+                               losses[full:].mean().double().view(1)])
+            tutorial = float(means.sum()) / len(means)
+            assert metrics["tutorial_avg_loss"] == (tutorial if math.isfinite(tutorial) else math.inf)
