@@ -117,6 +117,8 @@ def load_checkpoints(path: str | Path, expected_steps: list[int] | None = None) 
 def load_log(path: str | Path, meta: dict):
     """log.csv: one row per logged step, exactly the steps training logged (every log_every-th up to
     steps_done), with finite losses."""
+    import numpy as np
+
     from optbench.tables import read_table
 
     log = read_table(path, "log")
@@ -124,7 +126,7 @@ def load_log(path: str | Path, meta: dict):
     if log["step"].tolist() != expected:
         raise damaged(path, "training log", f"has {len(log)} rows (steps {_span(log['step'])}) where training "
                                             f"logged {len(expected)} (steps {_span(expected)})")
-    if not all(math.isfinite(v) for v in log["loss"]):
+    if not np.isfinite(log["loss"].to_numpy()).all():
         raise damaged(path, "training log", "has non-finite losses")
     return log
 
@@ -132,6 +134,8 @@ def load_log(path: str | Path, meta: dict):
 def load_eval(path: str | Path, meta: dict):
     """eval.csv: a row per checkpoint in run.json's schedule × split, each split's steps in order;
     losses are numbers (inf only for a checkpoint without weights)."""
+    import numpy as np
+
     from optbench.tables import read_table
 
     table = read_table(path, EVAL_FILE.split(".")[0])
@@ -142,7 +146,7 @@ def load_eval(path: str | Path, meta: dict):
     for name in SPLITS:
         if table.loc[table["split"] == name, "step"].tolist() != steps:
             raise damaged(path, "evaluation table", f"does not hold split '{name}' at the run's checkpoint steps")
-    if (table["has_weights"] & ~table["loss"].map(math.isfinite) & (table["loss"] != math.inf)).any():
+    if (table["has_weights"] & ~np.isfinite(table["loss"].to_numpy()) & (table["loss"] != math.inf)).any():
         raise damaged(path, "evaluation table", "has checkpoints with weights but no loss")
     return table
 

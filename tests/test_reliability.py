@@ -1,4 +1,5 @@
 """Reliability: damaged files are named, never used; no network outside data preparation."""
+import re
 import socket
 
 import pytest
@@ -271,3 +272,52 @@ def test_checkpoints_off_their_schedule_are_refused(tmp_path):
     assert len(load_checkpoints(path, expected_steps=[0, 1, 3])["states"]) == 3
     with pytest.raises(CorruptFileError, match=r"steps \[0, 1, 3\] where the schedule is \[0, 1, 2, 3\]"):
         load_checkpoints(path, expected_steps=[0, 1, 2, 3])
+
+
+def _checked_and_fast(path, name):
+    from optbench.tables import TABLES, _read_checked, read_table
+    return _read_checked(path, TABLES[name]), read_table(path, name)
+
+
+def test_typed_table_reads_equal_the_value_by_value_reads(tmp_path):
+    """read_table parses with the declared dtypes first (issue 14: aggregate's reads were most of its
+    job); what it returns must be what the value-by-value read returns, dtypes included, for every
+    column kind and for inf, NaN, empty strings and floats that need all 17 digits."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    losses = np.concatenate([rng.standard_normal(198) * 10.0 ** rng.integers(-300, 300, 198), [np.inf, 1.0, 0.1]])
+    n = len(losses)
+    path = tmp_path / "eval.csv"
+    pd.DataFrame({"step": np.arange(n), "epoch": np.arange(n) / 7, "split": ["train", "val", ""] * (n // 3),
+                  "loss": losses, "accuracy": np.where(np.arange(n) % 5 == 0, np.nan, rng.random(n)),
+                  "has_weights": ["True", "False", "true"] * (n // 3), "tutorial_avg_loss": losses[::-1]}
+                 ).to_csv(path, index=False)
+    checked, fast = _checked_and_fast(path, "eval")
+    pd.testing.assert_frame_equal(fast, checked, check_exact=True)
+    assert fast["loss"].to_numpy().tobytes() == losses.tobytes()  # every bit read back
+    assert list(fast.dtypes.astype(str)) == ["int64", "float64", "str", "float64", "float64", "bool", "float64"]
+
+
+@pytest.mark.parametrize("column, value, words", [
+    ("loss", "abc", "bad column 'loss' (float): non-numeric values ['abc']"),
+    ("step", "2.5", "bad column 'step' (int): missing or fractional values"),
+    ("step", "", "bad column 'step' (int): missing or fractional values"),
+    ("has_weights", "maybe", "bad column 'has_weights' (bool): non-boolean values ['maybe']"),
+])
+def test_a_value_the_typed_parse_refuses_is_named_as_before(tmp_path, column, value, words):
+    import pandas as pd
+
+    from optbench.tables import read_table
+
+    frame = pd.DataFrame({"step": [0, 1], "epoch": [0.0, 0.5], "split": ["train", "train"], "loss": [2.3, 2.1],
+                          "accuracy": [0.1, 0.2], "has_weights": ["True", "True"], "tutorial_avg_loss": [2.3, 2.1]})
+    frame[column] = frame[column].astype(str)
+    frame.loc[1, column] = value
+    frame.to_csv(tmp_path / "eval.csv", index=False)
+    with pytest.raises(CorruptFileError, match=re.escape(words)):
+        read_table(tmp_path / "eval.csv", "eval")
+    frame.drop(columns=["epoch"]).assign(extra=1).to_csv(tmp_path / "eval.csv", index=False)
+    with pytest.raises(CorruptFileError, match=re.escape("missing ['epoch'], unexpected ['extra']")):
+        read_table(tmp_path / "eval.csv", "eval")
