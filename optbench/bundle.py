@@ -26,7 +26,8 @@ def stacked_parameters(models: list[nn.Sequential]) -> dict[str, torch.Tensor]:
     return {k: torch.stack([s[k] for s in states]) for k in states[0]}
 
 
-def bundle_forward(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+def bundle_forward(params: dict[str, torch.Tensor], x: torch.Tensor,
+                   grad_buffers: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """x: (members, batch, ...) → logits (members, classes, batch): one baddbmm per layer.
 
     Batched matmuls rather than torch.func.vmap(functional_call): bench/run.py measured them faster
@@ -37,20 +38,50 @@ def bundle_forward(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Te
     ReLU backward never runs a strided kernel. `make bench` (BENCHMARKS.md): 0.65 → 0.74–0.79 of the
     bare-matmul rate at batch 256 (with the malloc thresholds of optbench.jobs), and more
     member-samples/s at batch 16 and 64 too.
+
+    With `grad_buffers` (a tensor shaped like each parameter) the backward writes each parameter's
+    gradient into its buffer (_LinearLayer): the same tensors every step.
     """
     h = x.flatten(2).transpose(1, 2)
     names = list(params)
     for i in range(0, len(names), 2):
         weight, bias = params[names[i]], params[names[i + 1]]
-        h = torch.baddbmm(bias.unsqueeze(2), weight, h)
+        if grad_buffers is None:
+            h = torch.baddbmm(bias.unsqueeze(2), weight, h)
+        else:
+            h = _LinearLayer.apply(bias, weight, h, grad_buffers[names[i + 1]], grad_buffers[names[i]])
         if i + 2 < len(names):
             h = h.relu_()  # in place: baddbmm's backward needs its inputs, not its output
     return h
 
 
-def member_losses(params: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+class _LinearLayer(torch.autograd.Function):
+    """baddbmm(b, W, h) whose backward writes ∂/∂b and ∂/∂W into given tensors (`out=`), the same
+    ones every step, so the optimizer cuts its per-member views of them once (VectorisedOptimizer.
+    _run_grads) instead of unbinding six fresh gradients per step: that was a third of a batch-16
+    Adam update (issue 14). Each gradient is the product autograd's BaddbmmBackward0 computes (b's
+    is its broadcast gradient summed over the batch, W's grad·hᵀ, h's Wᵀ·grad): the same bits."""
+
+    @staticmethod
+    def forward(ctx, bias, weight, h, grad_bias, grad_weight):
+        ctx.save_for_backward(weight, h)
+        ctx.buffers = grad_bias, grad_weight
+        return torch.baddbmm(bias.unsqueeze(2), weight, h)
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight, h = ctx.saved_tensors
+        grad_bias, grad_weight = ctx.buffers
+        needs_bias, needs_weight, needs_h = ctx.needs_input_grad[:3]
+        return (torch.sum(grad, 2, out=grad_bias) if needs_bias else None,
+                torch.bmm(grad, h.transpose(1, 2), out=grad_weight) if needs_weight else None,
+                torch.bmm(weight.transpose(1, 2), grad) if needs_h else None, None, None)
+
+
+def member_losses(params: dict, x: torch.Tensor, y: torch.Tensor,
+                  grad_buffers: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Each member's mean cross-entropy over its own mini-batch: (members,)."""
-    return F.cross_entropy(bundle_forward(params, x), y, reduction="none").mean(1)
+    return F.cross_entropy(bundle_forward(params, x, grad_buffers), y, reduction="none").mean(1)
 
 
 def member_chunk(batch_size: int, width: int, element_size: int = 4) -> int:
@@ -104,6 +135,7 @@ class VectorisedOptimizer:
         self.weight_decay = self.settings["weight_decay"]
         self.lrs = [float(lr) for lr in lrs]
         self._views: dict = {}  # member range → (the tensors they were cut from, its runs)
+        self._grad_views: dict = {}  # member range → (the gradients they were cut from, runs, per-run lists)
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -128,12 +160,17 @@ class VectorisedOptimizer:
             self._views[cache_key] = (sources, runs)
         return runs
 
-    @staticmethod
-    def _run_grads(grads: list[torch.Tensor], members: slice, runs: list[tuple]) -> list[list[torch.Tensor]]:
-        """Each run's gradients in its parameter-major order, from the range's stacked gradients."""
-        per_member = [g.unbind(0) for g in grads]
-        return [[m for g in per_member for m in g[first - members.start:end - members.start]]
-                for _, first, end, _ in runs]
+    def _run_grads(self, grads: list[torch.Tensor], members: slice, runs: list[tuple]) -> list[list[torch.Tensor]]:
+        """Each run's gradients in its parameter-major order, from the range's stacked gradients: cut
+        once while the same gradient tensors come back (train_bundle's gradient buffers)."""
+        cache_key = (members.start, members.stop)
+        cached, cached_runs, lists = self._grad_views.get(cache_key, ((), None, []))
+        if cached_runs is not runs or len(cached) != len(grads) or any(a is not b for a, b in zip(cached, grads)):
+            per_member = [g.unbind(0) for g in grads]
+            lists = [[m for g in per_member for m in g[first - members.start:end - members.start]]
+                     for _, first, end, _ in runs]
+            self._grad_views[cache_key] = (tuple(grads), runs, lists)
+        return lists
 
     @torch.no_grad()
     def step(self, members: slice | None = None, grads: list[torch.Tensor] | None = None,
@@ -246,6 +283,7 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
     # within GATHER_BYTES whatever the data's width.
     block = max(1, GATHER_BYTES // (len(runs) * batch_size * x[0].numel() * x.element_size()))
     chunk_params = [{k: p[part].requires_grad_() for k, p in stacked.items()} for part in chunks]
+    grad_buffers = [{k: torch.empty_like(view) for k, view in views.items()} for views in chunk_params]
     lrs = [run.lr for run in runs]
     optimizer = VectorisedOptimizer(name, params, lrs, options)
     orders = [torch.Generator().manual_seed(derived_seed(run.seed, "order")) for run in runs]
@@ -298,8 +336,8 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
         logged_steps, logged_losses = [], []
         for x_step, y_step in epoch_batches(x, y, permutations, batch_size, per_epoch, block):
             chunk_losses = []
-            for part, views, chunk_active in zip(chunks, chunk_params, active_parts):
-                losses = member_losses(views, x_step[part], y_step[part])
+            for part, views, buffers, chunk_active in zip(chunks, chunk_params, grad_buffers, active_parts):
+                losses = member_losses(views, x_step[part], y_step[part], buffers)
                 # where(), not a product: 0 × NaN would leak NaN into the shared backward.
                 objective = torch.where(chunk_active, losses, 0.0).sum()
                 if not math.isfinite(objective.item()):  # rare: find the active members whose loss is not finite
@@ -308,12 +346,10 @@ def train_bundle(tensors: dict, runs: list[Run], config: dict, device: str = "cp
                         diverge(member, step + 1)
                     chunk_active &= finite
                     objective = torch.where(chunk_active, losses, 0.0).sum()
-                objective.backward()
+                grads = torch.autograd.grad(objective, list(views.values()))  # the chunk's buffers, filled
                 chunk_losses.append(losses.detach())
                 # diverged members are updated too (from zero gradients), as before: never observed
-                optimizer.step(part, [view.grad for view in views.values()], advance=part.start == 0)
-                for view in views.values():
-                    view.grad = None
+                optimizer.step(part, list(grads), advance=part.start == 0)
             if not active.any():
                 break
             step += 1

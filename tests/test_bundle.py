@@ -403,3 +403,24 @@ def test_a_variants_name_changes_no_number(mnist1d_tensors, config):
     for x, y in zip(a, b):
         assert x.log_losses == y.log_losses
         assert all(torch.equal(x.checkpoint_states[-1][k], y.checkpoint_states[-1][k]) for k in x.checkpoint_states[-1])
+
+
+def test_gradient_buffers_give_autograds_own_gradients_bit_for_bit(config):
+    """train_bundle's backward writes each parameter's gradient into a buffer it keeps (issue 14: so the
+    optimizer's per-member views are cut once, not every step): the numbers must be autograd's own for
+    baddbmm, bit for bit, whatever the members' losses (a masked, i.e. diverged, member included), and
+    the buffers the very tensors handed back, step after step."""
+    members, batch_size, x = 5, 16, torch.randn(10, 40)
+    models = [init_model(x, config["model"]["hidden"], seed) for seed in range(members)]
+    params = {k: v.requires_grad_() for k, v in stacked_parameters(models).items()}
+    buffers = {k: torch.empty_like(v) for k, v in params.items()}
+    for step in range(2):
+        xb, yb = torch.randn(members, batch_size, 40), torch.randint(0, 10, (members, batch_size))
+        mask = torch.tensor([True, True, step == 0, True, True])
+        plain = torch.autograd.grad(torch.where(mask, member_losses(params, xb, yb), 0.0).sum(), list(params.values()))
+        buffered = torch.autograd.grad(torch.where(mask, member_losses(params, xb, yb, buffers), 0.0).sum(),
+                                       list(params.values()))
+        assert all(g is b for g, b in zip(buffered, buffers.values()))
+        for name, a, b in zip(params, plain, buffered):
+            assert torch.equal(a, b), name
+        assert step == 0 or not buffered[0][2].any()  # the masked member gets no gradient
