@@ -211,6 +211,12 @@ def _convert(values: pd.Series, dtype: str) -> pd.Series:
     return numbers.astype(float)
 
 
+# read_table: the dtypes pandas parses itself (the others are read as strings and converted), and the
+# spellings of a missing value
+NUMERIC_DTYPES = {INT: "int64", FLOAT: "float64"}
+NA_VALUES = ["", "nan", "NaN"]
+
+
 def read_table(path: str | Path, name: str) -> pd.DataFrame:
     """The table at `path` as declared in TABLES[name]: exactly its columns, each of its dtype
     (booleans parsed here, once; floats round-trip exactly). A damaged file raises CorruptFileError
@@ -241,10 +247,6 @@ def read_table(path: str | Path, name: str) -> pd.DataFrame:
         except ValueError:
             return _read_checked(path, spec)
     return pd.DataFrame(converted, columns=list(spec.columns))
-
-
-NUMERIC_DTYPES = {INT: "int64", FLOAT: "float64"}
-NA_VALUES = ["", "nan", "NaN"]
 
 
 def _read_checked(path: Path, spec) -> pd.DataFrame:
