@@ -109,6 +109,11 @@ def epoch_batches(x: torch.Tensor, y: torch.Tensor, permutations: torch.Tensor, 
             yield x[rest], y[rest]
 
 
+def _same_tensors(cached, current) -> bool:
+    """Whether `current` holds the very tensor objects `cached` does (the views cut from them still apply)."""
+    return len(cached) == len(current) and all(a is b for a, b in zip(cached, current))
+
+
 class VectorisedOptimizer:
     """torch.optim's SGD (with or without momentum) / Adam / AdamW on stacked parameters with one learning
     rate per member; `name` is the config's optimizer entry, whose type picks the family.
@@ -137,10 +142,6 @@ class VectorisedOptimizer:
         self._views: dict = {}  # member range → (the tensors they were cut from, its runs)
         self._grad_views: dict = {}  # member range → (the gradients they were cut from, runs, per-run lists)
 
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
     def _runs(self, members: slice, keys: list[str]) -> list[tuple]:
         """(lr, first, last, [params, *state[key] for key in keys]) per run of equal learning rates
         within `members`: flat lists of the members' own tensors, parameter-major, cut once and
@@ -148,7 +149,7 @@ class VectorisedOptimizer:
         sources = tuple(t for p in self.params for t in (p, *(self.state[p][k] for k in keys)))
         cache_key = (members.start, members.stop, len(keys))
         cached, runs = self._views.get(cache_key, ((), []))
-        if len(cached) != len(sources) or any(a is not b for a, b in zip(cached, sources)):
+        if not _same_tensors(cached, sources):
             per_member = [t.unbind(0) for t in sources]
             runs, first = [], members.start
             for end in range(members.start + 1, members.stop + 1):
@@ -165,7 +166,7 @@ class VectorisedOptimizer:
         once while the same gradient tensors come back (train_bundle's gradient buffers)."""
         cache_key = (members.start, members.stop)
         cached, cached_runs, lists = self._grad_views.get(cache_key, ((), None, []))
-        if cached_runs is not runs or len(cached) != len(grads) or any(a is not b for a, b in zip(cached, grads)):
+        if cached_runs is not runs or not _same_tensors(cached, grads):
             per_member = [g.unbind(0) for g in grads]
             lists = [[m for g in per_member for m in g[first - members.start:end - members.start]]
                      for _, first, end, _ in runs]
