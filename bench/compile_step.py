@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from optbench.bundle import VectorisedOptimizer, member_losses, stacked_parameters  # noqa: E402
-from optbench.config import load_config, partition, prepare_config, total_steps  # noqa: E402
+from optbench.config import first_bundle, load_config, prepare_config, total_steps  # noqa: E402
 from optbench.data import build_dataset  # noqa: E402
 from optbench.jobs import setup_job  # noqa: E402
 from optbench.train import init_model  # noqa: E402
@@ -62,7 +62,7 @@ def main() -> None:
     config = prepare_config(load_config(ROOT / "config.yaml"))
     setup_job(config["train"]["threads"], "cpu")
     tensors = build_dataset(config["dataset"])
-    members = partition({**config, "grid": {**config["grid"], "optimizers": ["adam"]}})[("adam", "l0s0")]
+    members = first_bundle(config, "adam")
     generator = torch.Generator().manual_seed(0)
     n = len(tensors["x_train"])
     batches = []

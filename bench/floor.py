@@ -17,7 +17,6 @@ from optbench.bundle import member_chunk
 from optbench.config import N_CLASSES
 
 
-
 def layer_shapes(input_width: int, hidden: list[int]) -> list[tuple[int, int]]:
     """(in, out) of every nn.Linear of make_mlp(input_width, hidden)."""
     widths = [input_width, *hidden, N_CLASSES]

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from optbench.bundle import train_bundle  # noqa: E402
-from optbench.config import Run, load_config, partition, prepare_config  # noqa: E402
+from optbench.config import Run, first_bundle, load_config, prepare_config  # noqa: E402
 from optbench.data import build_dataset  # noqa: E402
 from optbench.jobs import setup_job  # noqa: E402
 
@@ -36,8 +36,7 @@ def main() -> None:
     tensors = build_dataset(config["dataset"])
     short = copy.deepcopy(config)
     short["train"].update(epochs=args.epochs, checkpoints=2)
-    grid = {**config, "grid": {**config["grid"], "optimizers": [args.optimizer]}}
-    runs = [Run(args.optimizer, args.batch_size, float(lr), seed) for lr, seed in partition(grid)[(args.optimizer, "l0s0")]]
+    runs = [Run(args.optimizer, args.batch_size, float(lr), seed) for lr, seed in first_bundle(config, args.optimizer)]
     train_bundle(tensors, runs, short, log=lambda _: None)  # warm-up
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         results = train_bundle(tensors, runs, short, log=lambda _: None)

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from optbench.bundle import member_chunk, member_losses, stacked_parameters, train_bundle  # noqa: E402
-from optbench.config import partition  # noqa: E402
+from optbench.config import first_bundle  # noqa: E402
 from optbench.config import Run, load_config, prepare_config  # noqa: E402
 from optbench.data import build_dataset  # noqa: E402
 from optbench.jobs import setup_job  # noqa: E402
@@ -84,13 +84,8 @@ def trainer_epochs(tensors, config, batch_size):
     return result.steps_done * batch_size, result.train_seconds
 
 
-def default_bundle(config, optimizer: str = OPTIMIZER):
-    """The first bundle the workflow forms for `optimizer` (train.bundle_size runs at most)."""
-    return partition({**config, "grid": {**config["grid"], "optimizers": [optimizer]}})[(optimizer, "l0s0")]
-
-
 def bundle_epochs(tensors, config, batch_size):
-    runs = [Run(OPTIMIZER, batch_size, float(lr), seed) for lr, seed in default_bundle(config)]
+    runs = [Run(OPTIMIZER, batch_size, float(lr), seed) for lr, seed in first_bundle(config, OPTIMIZER)]
     results = train_bundle(tensors, runs, config, log=quiet)
     return sum(r.steps_done for r in results) * batch_size, sum(r.train_seconds for r in results)  # = loop time
 
@@ -191,7 +186,7 @@ def tutorial_shapes(config, repeats: int, steps: int = 12):
     images = torch.randint(0, 256, (100 * TUTORIAL_BATCH, 28, 28), dtype=torch.uint8, generator=generator)
     labels = torch.randint(0, 10, (len(images),), generator=generator)
     pixels = images.unsqueeze(1).float() / 255  # what ToTensor makes of them, preloaded
-    runs = [Run("sgd", TUTORIAL_BATCH, float(lr), seed) for lr, seed in default_bundle(config, "sgd")]
+    runs = [Run("sgd", TUTORIAL_BATCH, float(lr), seed) for lr, seed in first_bundle(config, "sgd")]
     short = copy.deepcopy(config)
     short["model"]["hidden"] = TUTORIAL_HIDDEN
     short["train"].update(epochs=1, checkpoints=2, drop_last=True)
@@ -356,7 +351,7 @@ def main() -> None:
     setup_job(threads, "cpu")  # the process set-up of a training job (threads, malloc)
     tensors = build_dataset(config["dataset"])
     n = len(tensors["x_train"])
-    members = len(default_bundle(config))
+    members = len(first_bundle(config, OPTIMIZER))
     print(f"# optbench bench — {platform.node()}: {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, torch {torch.__version__}, {threads} thread(s), load average "
           f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}")

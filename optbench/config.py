@@ -616,6 +616,12 @@ def partition(config: dict) -> dict[tuple[str, str], list[tuple[float, int]]]:
     return bundles
 
 
+def first_bundle(config: dict, optimizer: str) -> list[tuple[float, int]]:
+    """The runs (lr, seed) of the first bundle partition forms for `optimizer` (block l0s0), whether
+    or not the grid trains it: the bundle the bench scripts time."""
+    return partition({**config, "grid": {**config["grid"], "optimizers": [optimizer]}})[(optimizer, "l0s0")]
+
+
 def model_tag(config: dict) -> str:
     """The model's readable name in paths and tables: mlp100x100 (hidden widths), cnn8x16 (conv channels)."""
     model = config["model"]

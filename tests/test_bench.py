@@ -56,23 +56,17 @@ def test_bare_products_have_the_counted_shapes():
     assert total == 2 * 200 * (3600 - 2048) * params
 
 
-def load_bench(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_bench_takes_the_workflows_first_bundle_of_each_optimizer():
     """make bench broke when bundles became named blocks (partition's keys (optimizer, "l0s0")): the bench
-    times the bundle the default grid really trains, found the way the workflow finds it."""
-    from optbench.config import load_config, prepare_config
+    scripts time the bundle the default grid really trains, found the way the workflow finds it
+    (config.first_bundle, which bench/run.py, profile_bundle.py and compile_step.py call)."""
+    from optbench.config import first_bundle, load_config, partition, prepare_config
     config = prepare_config(load_config(ROOT / "config.yaml"))
-    bench = load_bench("run")
     for optimizer in ("sgd", "adam"):
-        members = bench.default_bundle(config, optimizer)
+        members = first_bundle(config, optimizer)
         assert len(members) == config["train"]["bundle_size"]
         assert {lr for lr, _ in members} <= set(config["optimizers"][optimizer]["lrs"])
+        assert members == partition(config)[(optimizer, "l0s0")]
 
 
 def test_profile_bundle_runs_on_the_default_config():
@@ -81,4 +75,3 @@ def test_profile_bundle_runs_on_the_default_config():
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "profile_bundle.py"), "--batch-size", "256",
                              "--rows", "3"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
-
