@@ -11,11 +11,15 @@ from optbench.model import make_mlp
 from tests.conftest import ROOT
 
 
-def load_floor():
-    spec = importlib.util.spec_from_file_location("bench_floor", ROOT / "bench" / "floor.py")
+def load_bench(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_floor():
+    return load_bench("floor")
 
 
 def counted(function) -> int:
@@ -75,3 +79,20 @@ def test_profile_bundle_runs_on_the_default_config():
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "profile_bundle.py"), "--batch-size", "256",
                              "--rows", "3"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_the_ab_bench_tells_identical_outputs_from_different_ones():
+    """bench/ab.py's "identical: yes" is what a speed change's note cites: it must say no when one bit,
+    one checkpoint or one table cell differs."""
+    import pandas as pd
+
+    from optbench.train import RunResult
+    same = load_bench("ab").same
+    run = RunResult(run=None, steps_per_epoch=1, total_steps=2)
+    run.checkpoint_states, run.log_losses = [{"w": torch.ones(3)}, None], [0.5]
+    twin = copy.deepcopy(run)
+    assert same([run], [twin])
+    twin.checkpoint_states[0]["w"][1] = torch.nextafter(torch.tensor(1.0), torch.tensor(2.0))
+    assert not same([run], [twin])
+    table = pd.DataFrame({"loss": [0.1, 0.2]})
+    assert same({"t": table}, {"t": table.copy()}) and not same({"t": table}, {"t": table + 1e-9})
