@@ -3,6 +3,7 @@
     python bench/ab.py REV bundle [--batch-size 16] [--optimizer adam] [--rounds 21]
     python bench/ab.py REV probe [--rounds 9]
     python bench/ab.py REV evaluate [--rounds 9]
+    python bench/ab.py REV tables --workdir DIR [--rounds 5]
 
 Loads optbench/<module>.py as it is at REV (`git show`) beside the checked-out one, in one process, and
 runs the same work with each in paired rounds, the order alternating (old-new, new-old, ...), so that the
@@ -11,7 +12,9 @@ its quartiles, and whether the outputs are identical (tensors torch.equal, table
 speed change that keeps the numbers says "identical: yes". The work: `bundle`, the default bundle of the
 optimizer for one epoch at the batch size (optbench.bundle.train_bundle); `probe`, one checkpoint's
 probe at the default K and m list (optbench.gradvar.probe_checkpoint, at initialisation); `evaluate`,
-evaluate_checkpoints over 6 runs' checkpoints from a short SGD bundle trained first.
+evaluate_checkpoints over 6 runs' checkpoints from a short SGD bundle trained first; `tables`,
+read_table of every declared table of a finished run in DIR (results/tables/*.csv, each run's log.csv
+and eval.csv: what aggregate and the analysis read).
 """
 import argparse
 import copy
@@ -33,7 +36,7 @@ from optbench.data import build_dataset  # noqa: E402
 from optbench.jobs import setup_job  # noqa: E402
 from optbench.train import init_model  # noqa: E402
 
-MODULES = {"bundle": "bundle", "probe": "gradvar", "evaluate": "evaluate"}
+MODULES = {"bundle": "bundle", "probe": "gradvar", "evaluate": "evaluate", "tables": "tables"}
 
 
 def module_at(revision: str, name: str):
@@ -80,6 +83,14 @@ def work(what: str, config: dict, tensors: dict, args):
         settings = config["grad_variance"]
         return lambda module: module.probe_checkpoint(model, x, y, default_batch_sizes(len(x)), settings["draws"],
                                                       [0], settings["chunk_size"])
+    if what == "tables":
+        from optbench.tables import TABLES
+        results = Path(args.workdir) / "results"
+        files = [(path, path.stem) for path in sorted((results / "tables").glob("*.csv")) if path.stem in TABLES]
+        files += [(path, path.stem) for path in sorted((results / "runs").rglob("*.csv")) if path.stem in ("log", "eval")]
+        if not files:
+            raise SystemExit(f"no tables under {results}: --workdir must be a finished run's folder")
+        return lambda module: [module.read_table(path, name) for path, name in files]
     from optbench.bundle import train_bundle
     short = copy.deepcopy(config)
     short["train"].update(epochs=3)
@@ -99,6 +110,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--optimizer", default="adam")
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--workdir", default=str(ROOT), help="tables: the folder of a finished run")
     args = parser.parse_args()
     config = prepare_config(load_config(args.config))
     setup_job(1, "cpu")
