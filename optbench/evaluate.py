@@ -68,3 +68,9 @@ def evaluate_checkpoints(model: nn.Module, bundle: dict, tensors: dict, batch_si
                          "loss": metrics["loss"], "accuracy": metrics["accuracy"], "has_weights": state is not None,
                          "tutorial_avg_loss": metrics["tutorial_avg_loss"]})
     return pd.DataFrame(rows)
+
+
+def eval_csv(model: nn.Module, checkpoints: dict, tensors: dict, batch_size: int, device: str = "cpu") -> str:
+    """A run's eval.csv text: the same bytes from the checkpoints a train job holds in memory as from
+    its checkpoints.pt read back (the same tensors, evaluated by the same code at the same threads)."""
+    return evaluate_checkpoints(model, checkpoints, tensors, batch_size, device).to_csv(index=False)

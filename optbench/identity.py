@@ -18,6 +18,8 @@ STAGE_CODE = {
                          "load_torchvision", "build_dataset")},
     "train": {"train.py": None, "bundle.py": None, "model.py": None,
               "config.py": ("steps_per_epoch", "cnn_geometry")},
+    # what turns checkpoints into eval.csv (an eval.csv made by other evaluation code is made again)
+    "evaluate": {"evaluate.py": None},
     # every statistic and verdict of the analysis stage (format.py writes the numbers of the claims' texts)
     "analysis": {**{name: None for name in ("analysis.py", "analysis_stage.py", "critical.py", "noise.py", "stats.py",
                                             "verdicts.py", "seeds.py", "format.py")},

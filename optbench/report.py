@@ -401,6 +401,10 @@ def cost_section(cost: pd.DataFrame) -> dict:
         sentence += (f" Training loops took {fmt(train['loop_s'].iloc[0])} s of the training jobs' "
                      f"{fmt(train['total_s'].iloc[0])} s (a bundled run's loop time is its share of its bundle's: "
                      "each epoch's time split equally among the members training in it).")
+    if len(train):
+        sentence += (" A training job at the evaluate stage's thread count also evaluates the checkpoints of the runs "
+                     "it trained, while they are in memory, so its time includes that evaluation and the evaluate "
+                     "jobs' time is mostly their check of it.")
     return {"intro": sentence, "tables": [table]}
 
 

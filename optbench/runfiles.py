@@ -8,14 +8,17 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from optbench.io import (CorruptFileError, atomic_torch_save, atomic_write_csv, atomic_write_json, damaged,
-                         file_stamp, load_tensors, read_json, stamp_problem)
+from optbench.io import (CorruptFileError, atomic_torch_save, atomic_write_csv, atomic_write_json,
+                         atomic_write_text, damaged, file_stamp, load_tensors, read_json, stamp_problem)
 
 if TYPE_CHECKING:  # torch only where a run is saved or its checkpoints are loaded
     from optbench.train import RunResult
 
 RUN_FILES = ("checkpoints.pt", "log.csv", "run.json")
 EVAL_FILE = "eval.csv"
+# beside eval.csv: what it was made from (evaluation_record) and its checksum, so that an evaluate job can
+# tell an eval.csv its bundle's train job wrote from the checkpoints in memory from one it must remake
+EVAL_RECORD = "eval.json"
 SPLITS = ("train", "val", "test")
 METADATA_KEYS = {"optimizer", "batch_size", "lr", "seed", "status", "diverged_step", "steps_per_epoch",
                  "total_steps", "steps_done", "train_seconds", "device", "threads", "n_train", "torch", "bundle",
@@ -43,20 +46,22 @@ def seal(meta: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def checkpoint_bundle(result: RunResult) -> dict:
+    """What checkpoints.pt holds (load_checkpoints reads it back): the steps, the states (None after a
+    divergence), steps per epoch and the run's status."""
+    import torch
+
+    return {"steps": torch.tensor(result.checkpoint_steps, dtype=torch.int64), "states": result.checkpoint_states,
+            "steps_per_epoch": result.steps_per_epoch, "status": result.status}
+
+
 def save_run(result: RunResult, run_dir: str | Path, metadata: dict) -> dict:
     """Write the run's files (run.json last, with the checksums of the others and its seal); returns
     their stamps for the bundle receipt. The same results give the same bytes, timing aside."""
     import pandas as pd
-    import torch
 
     run_dir = Path(run_dir)
-    atomic_torch_save(
-        {"steps": torch.tensor(result.checkpoint_steps, dtype=torch.int64),
-         "states": result.checkpoint_states,
-         "steps_per_epoch": result.steps_per_epoch,
-         "status": result.status},
-        run_dir / "checkpoints.pt",
-    )
+    atomic_torch_save(checkpoint_bundle(result), run_dir / "checkpoints.pt")
     log = pd.DataFrame({"step": result.log_steps, "loss": result.log_losses})
     log["epoch"] = log["step"] / result.steps_per_epoch
     atomic_write_csv(log[["step", "epoch", "loss"]], run_dir / "log.csv")
@@ -149,6 +154,54 @@ def load_eval(path: str | Path, meta: dict):
     if (table["has_weights"] & ~np.isfinite(table["loss"].to_numpy()) & (table["loss"] != math.inf)).any():
         raise damaged(path, "evaluation table", "has checkpoints with weights but no loss")
     return table
+
+
+def evaluation_basis(settings: dict, device: str, threads: int) -> dict:
+    """What, beside a run's checkpoints, decides the bytes of its eval.csv: the evaluate settings, the
+    device and thread count (the determinism contract) and the evaluation code (its digest)."""
+    from optbench.identity import code_digest
+
+    return {"settings": dict(sorted(settings.items())), "device": device, "threads": threads,
+            "code": code_digest("evaluate")}
+
+
+def evaluation_record(basis: dict, checkpoints_sha256: str) -> dict:
+    """evaluation_basis and the checksum of the checkpoints.pt evaluated: equal records, equal eval.csv bytes."""
+    return {**basis, "checkpoints.pt": checkpoints_sha256}
+
+
+def publish_eval(run_dir: str | Path, text: str, record: dict) -> dict:
+    """Write eval.csv (left untouched when its bytes would not change) and then its record; returns the
+    eval.csv stamp for the evaluate receipt."""
+    target = Path(run_dir) / EVAL_FILE
+    if not target.exists() or target.read_text() != text:
+        atomic_write_text(text, target)
+    stamp = file_stamp(target)
+    atomic_write_json({**record, "sha256": stamp["sha256"]}, Path(run_dir) / EVAL_RECORD)
+    return stamp
+
+
+def reusable_eval(run_dir: str | Path, record: dict) -> str | None:
+    """None when the run's eval.csv is intact and was made under `record` (so evaluating again would
+    give the same bytes); else why the run must be evaluated."""
+    run_dir = Path(run_dir)
+    if not (run_dir / EVAL_RECORD).exists():
+        return "not evaluated yet"
+    try:
+        made = read_json(run_dir / EVAL_RECORD, what="evaluation record")
+    except CorruptFileError as error:
+        return str(error).split(". Delete")[0]
+    if not isinstance(made, dict) or "sha256" not in made:
+        return f"{EVAL_RECORD} is not as written"
+    sha = made.pop("sha256")
+    if made != record:
+        changed = sorted(k for k in set(made) | set(record) if made.get(k) != record.get(k))
+        return f"evaluated with other {', '.join(changed)} than now"
+    if not (run_dir / EVAL_FILE).exists():
+        return f"{EVAL_FILE} is missing"
+    if file_stamp(run_dir / EVAL_FILE)["sha256"] != sha:
+        return f"{EVAL_FILE} differs from what its evaluation wrote"
+    return None
 
 
 def _span(steps) -> str:

@@ -4,18 +4,26 @@ A run whose files are intact and were made by the same identity (config values, 
 device) is kept untouched; the others continue from their resume state or start over. Bundled runs
 train as one vectorised ensemble; with train.bundle_size 1, or a model that is not a stack of Linear layers
 (model.kind cnn), they train one by one with train_run.
+
+Each run trained here is also evaluated here, from the checkpoints still in memory, when this job runs
+at the evaluate stage's thread count: its eval.csv and eval.json are what the evaluate job would
+write, which then only checks them, so the bundle pays for importing torch, loading the data and
+reading the checkpoints once, not twice (issue 14). The evaluate job evaluates whatever this left out.
 """
+import time
 from contextlib import ExitStack
 
 from optbench.bundle import train_bundle
 from optbench.config import Run, trains_in_bundles
 from optbench.data import load_dataset
+from optbench.evaluate import eval_csv
 from optbench.identity import git_state
 from optbench.jobs import job_log, setup_job
 from optbench.resume import RunStore, bundle_saver, lockstep_groups
 from optbench.io import file_stamp
-from optbench.runfiles import reusable, run_metadata, save_run, write_bundle_receipt
-from optbench.train import train_run
+from optbench.runfiles import (checkpoint_bundle, evaluation_basis, evaluation_record, publish_eval, reusable,
+                               run_metadata, save_run, write_bundle_receipt)
+from optbench.train import init_model, train_run
 
 config, params = snakemake.config, snakemake.params
 identity, every = params.identity, config["train"]["resume_every_seconds"]
@@ -38,8 +46,14 @@ with job_log(snakemake.log[0]) as log, ExitStack() as stack:
     if not bundled and len(runs) > 1:
         log(f"model.kind {config['model']['kind']}: bundles are for Linear stacks, so this bundle's runs train one "
             "by one with train_run, as with train.bundle_size 1 (their results do not depend on the bundle)")
+    # evaluated here only at the evaluate stage's threads: eval.csv's bits depend on the thread count
+    evaluates = snakemake.threads == config["evaluate"]["threads"]
+    if evaluates:
+        basis = evaluation_basis(config["evaluate"], params.device, snakemake.threads)
+        model = init_model(tensors["x_train"], config["model"], seed=0).to(device)
     about = {"bundle": params.bundle, "bundle_size": len(runs), **git_state(), "identity": identity}
     steps = {i: states[i]["steps_done"] if states[i] else 0 for i in todo}
+    written, evaluation_seconds = {}, 0.0
     for members, companion in lockstep_groups(todo, steps, len(runs)):
         group, resumes, savers = [runs[i] for i in members], [states[i] for i in members], [stores[i] for i in members]
         if companion:  # a discarded copy: a member trained on its own would get other bits than in its bundle
@@ -53,10 +67,19 @@ with job_log(snakemake.log[0]) as log, ExitStack() as stack:
         for i, result in zip(members, results):
             meta = run_metadata(result, device, snakemake.threads, len(tensors["x_train"]),
                                 config["train"]["log_every"])
-            save_run(result, params.run_dirs[i], {**meta, **about})
+            written[i] = save_run(result, params.run_dirs[i], {**meta, **about})
             stores[i].finish()
             log(f"{runs[i]}: {result.status}, {result.steps_done} steps in {result.train_seconds:.2f}s")
-    files = [{name: file_stamp(f"{d}/{name}") for name in ("checkpoints.pt", "log.csv", "run.json")}
-             for d in params.run_dirs]
+            if evaluates:
+                started = time.perf_counter()
+                text = eval_csv(model, checkpoint_bundle(result), tensors, config["evaluate"]["batch_size"], device)
+                publish_eval(params.run_dirs[i], text,
+                             evaluation_record(basis, written[i]["checkpoints.pt"]["sha256"]))
+                evaluation_seconds += time.perf_counter() - started
+    if evaluates and written:
+        # bench/run.py counts these seconds as the evaluate stage's
+        log(f"evaluated {len(written)} runs for the evaluate stage in {evaluation_seconds:.2f}s")
+    files = [written.get(i) or {name: file_stamp(f"{d}/{name}") for name in ("checkpoints.pt", "log.csv", "run.json")}
+             for i, d in enumerate(params.run_dirs)]
     write_bundle_receipt(snakemake.output[0], [{"lr": lr, "seed": s, "dir": d} for (lr, s), d
                                                in zip(params.members, params.run_dirs)], files, **about)

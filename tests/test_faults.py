@@ -126,6 +126,29 @@ def test_damaged_or_deleted_files_are_rebuilt_by_a_plain_rerun(tiny_workdir, tmp
     assert_settled(workdir)
 
 
+def test_evaluate_jobs_keep_what_train_jobs_evaluated_and_evaluate_the_rest_to_the_same_bytes(tiny_workdir, tmp_path):
+    """The train jobs evaluate their runs from the checkpoints in memory and record from what (eval.json);
+    the evaluate jobs then only check. Without the records (a train job at other threads than evaluate's,
+    an earlier checkout), the evaluate jobs evaluate every run from checkpoints.pt: the same bytes."""
+    logs = [p.read_text() for p in (tiny_workdir / "logs" / "evaluate").rglob("*.log")]
+    assert len(logs) == 4 and all(re.search(r"\] (\d+) of \1 runs kept", log) for log in logs)
+    workdir = copy_of(tiny_workdir, tmp_path)
+    records = sorted((workdir / "results" / "runs").rglob("eval.json"))
+    assert len(records) == len(list((workdir / "results" / "runs").rglob("eval.csv"))) == 36
+    for path in records:
+        path.unlink()
+    output = snakemake(workdir, "--cores", "2", "--forcerun", "evaluate")
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", output.stdout + output.stderr, flags=re.M))
+    assert jobs.get("evaluate") == "4" and "train" not in jobs  # evaluated again, never trained
+    for path in records:
+        made = path.with_name("eval.csv")
+        assert path.exists() and made.read_bytes() == (tiny_workdir / made.relative_to(workdir)).read_bytes(), made
+    logs = [p.read_text() for p in (workdir / "logs" / "evaluate").rglob("*.log")]
+    assert all("] 0 of 9 runs kept" in log and log.count("to evaluate (not evaluated yet)") == 9 for log in logs)
+    assert_same_tables(workdir, tiny_workdir)
+    assert_settled(workdir)
+
+
 def test_damage_that_keeps_size_and_time_is_caught_when_the_file_is_read(tiny_workdir, tmp_path):
     """The check before the run compares sizes and times; a change that keeps both (a restore with
     `cp -p`, a bit flip in place) is caught by the checksum when the aggregate job reads the file: the

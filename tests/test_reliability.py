@@ -102,12 +102,15 @@ def test_train_and_evaluate_jobs_import_no_torchvision_matplotlib_mnist1d_or_mlx
     assert result.stdout.strip() == "[]", f"{sorted(modules)} pull in {result.stdout.strip()}"
 
 
-def test_aggregate_job_imports_no_torch():
-    """The aggregate job reads run.json, log.csv and eval.csv: it must not pay for importing torch."""
+@pytest.mark.parametrize("script", ["aggregate.py", "evaluate.py"])
+def test_light_jobs_import_no_torch(script):
+    """The aggregate job reads run.json, log.csv and eval.csv, and an evaluate job whose runs its train job
+    evaluated only checks files: neither must pay for importing torch (the evaluate job imports it only
+    when it has runs to evaluate)."""
     import subprocess
     import sys
 
-    modules = sorted({line.split()[1] for line in (ROOT / "scripts" / "aggregate.py").read_text().splitlines()
+    modules = sorted({line.split()[1] for line in (ROOT / "scripts" / script).read_text().splitlines()
                       if line.startswith("from optbench")})
     code = f"import sys; import {', '.join(modules)}; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
@@ -321,3 +324,50 @@ def test_a_value_the_typed_parse_refuses_is_named_as_before(tmp_path, column, va
     frame.drop(columns=["epoch"]).assign(extra=1).to_csv(tmp_path / "eval.csv", index=False)
     with pytest.raises(CorruptFileError, match=re.escape("missing ['epoch'], unexpected ['extra']")):
         read_table(tmp_path / "eval.csv", "eval")
+
+
+def test_an_eval_csv_is_reused_only_under_the_record_it_was_made_with(tmp_path):
+    """An evaluate job keeps a run's eval.csv only when eval.json says it was made from these checkpoints
+    with these settings, device, threads and evaluation code, and eval.csv still has the checksum
+    recorded there; anything else says why the run must be evaluated again."""
+    import json
+
+    from optbench.runfiles import evaluation_basis, evaluation_record, publish_eval, reusable_eval
+
+    basis = evaluation_basis({"threads": 1, "batch_size": 1000}, "cpu", 1)
+    record = evaluation_record(basis, "c" * 64)
+    assert reusable_eval(tmp_path, record) == "not evaluated yet"
+    stamp = publish_eval(tmp_path, "step,loss\n0,1.0\n", record)
+    assert reusable_eval(tmp_path, record) is None and stamp["size"] == len("step,loss\n0,1.0\n")
+    assert basis["settings"] == {"batch_size": 1000, "threads": 1} and len(basis["code"]) == 16
+    others = {"settings": {**basis["settings"], "batch_size": 500}, "device": "cuda", "threads": 2,
+              "code": "0" * 16, "checkpoints.pt": "d" * 64}
+    for key, value in others.items():
+        assert reusable_eval(tmp_path, {**record, key: value}) == f"evaluated with other {key} than now"
+    mtime = (tmp_path / "eval.csv").stat().st_mtime_ns
+    publish_eval(tmp_path, "step,loss\n0,1.0\n", record)  # the same bytes: eval.csv left untouched
+    assert (tmp_path / "eval.csv").stat().st_mtime_ns == mtime
+    (tmp_path / "eval.csv").write_text("step,loss\n0,1.5\n")
+    assert reusable_eval(tmp_path, record) == "eval.csv differs from what its evaluation wrote"
+    (tmp_path / "eval.csv").unlink()
+    assert reusable_eval(tmp_path, record) == "eval.csv is missing"
+    (tmp_path / "eval.json").write_text(json.dumps(record))  # no checksum
+    assert reusable_eval(tmp_path, record) == "eval.json is not as written"
+    (tmp_path / "eval.json").write_text('{"settings": ')
+    assert "is not valid JSON" in reusable_eval(tmp_path, record)
+
+
+def test_a_train_jobs_eval_csv_is_the_evaluate_jobs(finished_run, mnist1d_tensors, tiny_config):
+    """The train job evaluates from the checkpoints in memory (checkpoint_bundle), the evaluate job from
+    checkpoints.pt read back: the same text, byte for byte (the fixture's eval.csv is the latter)."""
+    import copy
+
+    from optbench.evaluate import eval_csv
+    from optbench.runfiles import checkpoint_bundle
+
+    config = copy.deepcopy(tiny_config)
+    config["train"]["epochs"] = 1
+    result = train_run(mnist1d_tensors, Run("sgd", 256, 0.1, 0), config, log=lambda _: None)
+    model = init_model(mnist1d_tensors["x_train"], config["model"]["hidden"], 0)
+    run_dir, _ = finished_run
+    assert eval_csv(model, checkpoint_bundle(result), mnist1d_tensors, 1000) == (run_dir / "eval.csv").read_text()
