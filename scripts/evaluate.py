@@ -18,7 +18,7 @@ config, params = snakemake.config, snakemake.params
 with job_log(snakemake.log[0]) as log:
     basis = evaluation_basis(params.settings, params.device, snakemake.threads)
     stamps, todo = {}, []
-    for run_dir in map(Path, params.run_dirs):
+    for k, run_dir in enumerate(map(Path, params.run_dirs), start=1):
         meta = load_metadata(run_dir / "run.json")
         if file_stamp(run_dir / "checkpoints.pt")["sha256"] != meta["files"]["checkpoints.pt"]:
             raise damaged(run_dir / "checkpoints.pt", "checkpoint file", "differs from what training wrote")
@@ -28,7 +28,7 @@ with job_log(snakemake.log[0]) as log:
             stamps[run_dir] = file_stamp(run_dir / EVAL_FILE)
         else:
             todo.append((run_dir, meta, record))
-            log(f"{run_dir}: to evaluate ({why})")
+        log(f"run {k} of {len(params.run_dirs)}: {run_dir / EVAL_FILE}: " + (f"to evaluate ({why})" if why else "kept"))
     log(f"{len(stamps)} of {len(params.run_dirs)} runs kept: their eval.csv was made from these checkpoints with "
         "these settings, device, threads and code (eval.json)")
     if todo:
@@ -42,12 +42,12 @@ with job_log(snakemake.log[0]) as log:
         device = setup_job(snakemake.threads, params.device)
         tensors = load_dataset(snakemake.input.data)
         model = init_model(tensors["x_train"], config["model"], seed=0).to(device)
-        for run_dir, meta, record in todo:
+        for j, (run_dir, meta, record) in enumerate(todo, start=1):
             schedule = checkpoint_schedule(meta["total_steps"], config["train"]["checkpoints"])
             checkpoints = load_checkpoints(run_dir / "checkpoints.pt", expected_steps=schedule)
             text = eval_csv(model, checkpoints, tensors, config["evaluate"]["batch_size"], device)
             stamps[run_dir] = publish_eval(run_dir, text, record)
-            log(f"{run_dir / EVAL_FILE}: {text.count(chr(10)) - 1} rows")
+            log(f"evaluated {j} of {len(todo)}: {run_dir / EVAL_FILE}: {text.count(chr(10)) - 1} rows")
     members = [{"lr": lr, "seed": seed, "dir": d} for (lr, seed), d in zip(params.members, params.run_dirs)]
     write_bundle_receipt(snakemake.output[0], members, [{EVAL_FILE: stamps[Path(d)]} for d in params.run_dirs],
                          bundle=params.bundle, settings=params.settings)

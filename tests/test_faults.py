@@ -144,7 +144,8 @@ def test_evaluate_jobs_keep_what_train_jobs_evaluated_and_evaluate_the_rest_to_t
         made = path.with_name("eval.csv")
         assert path.exists() and made.read_bytes() == (tiny_workdir / made.relative_to(workdir)).read_bytes(), made
     logs = [p.read_text() for p in (workdir / "logs" / "evaluate").rglob("*.log")]
-    assert all("] 0 of 9 runs kept" in log and log.count("to evaluate (not evaluated yet)") == 9 for log in logs)
+    assert all("] 0 of 9 runs kept" in log and log.count("eval.csv: to evaluate (not evaluated yet)") == 9
+               and "evaluated 9 of 9" in log for log in logs)
     assert_same_tables(workdir, tiny_workdir)
     assert_settled(workdir)
 
