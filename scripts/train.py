@@ -21,8 +21,8 @@ from optbench.identity import git_state
 from optbench.jobs import job_log, setup_job
 from optbench.resume import RunStore, bundle_saver, lockstep_groups
 from optbench.io import file_stamp
-from optbench.runfiles import (checkpoint_bundle, evaluation_basis, evaluation_record, publish_eval, reusable,
-                               run_metadata, save_run, write_bundle_receipt)
+from optbench.runfiles import (RUN_FILES, checkpoint_bundle, evaluation_basis, evaluation_record, publish_eval,
+                               reusable, run_metadata, save_run, write_bundle_receipt)
 from optbench.train import init_model, train_run
 
 config, params = snakemake.config, snakemake.params
@@ -79,7 +79,6 @@ with job_log(snakemake.log[0]) as log, ExitStack() as stack:
     if evaluates and written:
         # bench/run.py counts these seconds as the evaluate stage's
         log(f"evaluated {len(written)} runs for the evaluate stage in {evaluation_seconds:.2f}s")
-    files = [written.get(i) or {name: file_stamp(f"{d}/{name}") for name in ("checkpoints.pt", "log.csv", "run.json")}
-             for i, d in enumerate(params.run_dirs)]
+    files = [written.get(i) or {name: file_stamp(f"{d}/{name}") for name in RUN_FILES} for i, d in enumerate(params.run_dirs)]
     write_bundle_receipt(snakemake.output[0], [{"lr": lr, "seed": s, "dir": d} for (lr, s), d
                                                in zip(params.members, params.run_dirs)], files, **about)
