@@ -278,6 +278,14 @@ def pair_products(errors: torch.Tensor, n: int, m: int) -> tuple[float, int]:
     return float(products.sum()), len(products)
 
 
+def error_moments(errors: torch.Tensor, n: int, m: int) -> tuple[dict, np.ndarray]:
+    """What the probe records of one m's K draws (errors: minibatch_errors): ({'mean_error_sq': ||ē||²,
+    'pair_sum', 'pair_count': pair_products}, the K values of ||e_k||²)."""
+    pair_sum, pair_count = pair_products(errors, n, m)
+    return ({"mean_error_sq": float(errors.mean(0).pow(2).sum()), "pair_sum": pair_sum, "pair_count": pair_count},
+            errors.pow(2).sum(1).numpy())
+
+
 def hessian_vector_products(model: nn.Module, x: torch.Tensor, y: torch.Tensor, vectors: torch.Tensor,
                             loss_fn: LossFn = cross_entropy_per_sample, chunk_size: int = 4096) -> torch.Tensor:
     """H·v (float64, k × P) for each row v of `vectors` (k × P, the trainable parameters flattened in
@@ -374,11 +382,10 @@ def probe_checkpoint(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_s
     for m in sorted(set(batch_sizes)):
         generator = torch.Generator().manual_seed(draw_seed(entropy, m))
         errors = minibatch_errors(model, x, y, full, m, draws, generator, loss_fn, gradient.factors)
-        pair_sum, pair_count = pair_products(errors, n, m)
+        row, sq_errors = error_moments(errors, n, m)
         moments.append({"n": n, "m": m, "K": draws, "sigma2": sigma2, "grad_norm2": grad_norm2,
-                        "train_loss": gradient.loss, "mean_error_sq": float(errors.mean(0).pow(2).sum()),
-                        "pair_sum": pair_sum, "pair_count": pair_count})
-        samples.append(pd.DataFrame({"m": m, "draw": np.arange(draws), "sq_error": errors.pow(2).sum(1).numpy()}))
+                        "train_loss": gradient.loss, **row})
+        samples.append(pd.DataFrame({"m": m, "draw": np.arange(draws), "sq_error": sq_errors}))
     tables = {"moments": pd.DataFrame(moments), "draws": pd.concat(samples, ignore_index=True),
               "layers": layer_table(gradient, model)}
     if hessian:

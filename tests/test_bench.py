@@ -81,6 +81,23 @@ def test_profile_bundle_runs_on_the_default_config():
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+def test_the_probe_in_parts_has_a_row_per_m():
+    """bench/gradvar_cost.py --probe --parts: one row per default m with its three parts, and their totals."""
+    import re
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "gradvar_cost.py"), "--n", "400", "--hidden", "20",
+                             "--repeats", "1", "--probe", "--parts"], capture_output=True, text=True, timeout=300,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = dict(re.findall(r"^\| (\w+) \| (.+) \|$", result.stdout, re.M))
+    assert [key for key in rows if key.isdigit()] == [str(m) for m in gv.default_batch_sizes(400)]
+    parts = {key: [float(v) for v in value.split(" | ")] for key, value in rows.items()
+             if key.isdigit() or key == "all"}
+    assert all(len(values) == 3 and min(values) >= 0 for values in parts.values())
+    assert min(parts["all"]) > 0
+
+
 def test_the_ab_bench_tells_identical_outputs_from_different_ones():
     """bench/ab.py's "identical: yes" is what a speed change's note cites: it must say no when one bit,
     one checkpoint or one table cell differs."""

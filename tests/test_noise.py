@@ -75,9 +75,9 @@ def test_z_averages_one_and_its_range_covers_it_in_the_analytic_case():
     for repeat in range(60):
         errors = gv.minibatch_errors(model, x, y, full, 5, 40, torch.Generator().manual_seed(repeat),
                                      half_squared_error)
-        dof = noise.z_dof(sigma2, *gv.pair_products(errors, 40, 5))
-        row = noise.unbiasedness(float(errors.mean(0).pow(2).sum()), errors.pow(2).sum(1).numpy(), 40, 5, sigma2,
-                                 dof, (0.95,))
+        recorded, sq_errors = gv.error_moments(errors, 40, 5)  # what the probe job writes of these draws
+        dof = noise.z_dof(sigma2, recorded["pair_sum"], recorded["pair_count"])
+        row = noise.unbiasedness(recorded["mean_error_sq"], sq_errors, 40, 5, sigma2, dof, (0.95,))
         zs.append(row["z"])
         inside.append(row["z_low"] <= row["z"] <= row["z_high"])
     assert abs(np.mean(zs) - 1) < 3 * np.std(zs) / math.sqrt(len(zs))
