@@ -15,8 +15,8 @@ import time
 import torch
 from torch.nn import functional as F
 
-from optbench.gradvar import (default_batch_sizes, error_moments, gradient_stats, minibatch_errors,
-                              probe_checkpoint)
+from optbench.gradvar import (default_batch_sizes, error_moments, fresh_permutations, gradient_stats,
+                              minibatch_errors, probe_checkpoint)
 from optbench.jobs import setup_job
 from optbench.model import make_mlp
 
@@ -70,7 +70,7 @@ def main() -> None:
 
 
 def probe_parts(model, x, y, sizes: list[int], draws: int, repeats: int) -> None:
-    """Per m, median ms of: the K permutations alone (randperm, as minibatch_errors draws them), the
+    """Per m, median ms of: the K permutations alone (fresh_permutations, as minibatch_errors draws them), the
     K errors e_k (minibatch_errors: permutations, gathers, factor products, float64 matrix) and the
     statistics of them (error_moments); the factor backward once (gradient_stats) above them."""
     gradient = gradient_stats(model, x, y, keep_factors=True)
@@ -82,8 +82,7 @@ def probe_parts(model, x, y, sizes: list[int], draws: int, repeats: int) -> None
     totals = [0.0, 0.0, 0.0]
     for m in sizes:
         def permutations():
-            generator = torch.Generator().manual_seed(m)
-            return [torch.randperm(len(x), generator=generator) for _ in range(draws)]
+            return fresh_permutations(len(x), draws, torch.Generator().manual_seed(m))
 
         def errors():
             return minibatch_errors(model, x, y, full, m, draws, torch.Generator().manual_seed(m),

@@ -189,6 +189,12 @@ def _vmap_sq_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: 
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
+def fresh_permutations(n: int, draws: int, generator: torch.Generator) -> torch.Tensor:
+    """`draws` independent permutations of range(n) (draws × n), one randperm each from `generator`: a
+    draw's batch is the first m entries of its row (or the rest, where m > n/2: minibatch_errors)."""
+    return torch.stack([torch.randperm(n, generator=generator) for _ in range(draws)])
+
+
 def minibatch_errors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, full_grad: torch.Tensor, m: int,
                      draws: int, generator: torch.Generator,
                      loss_fn: LossFn = cross_entropy_per_sample,
@@ -214,7 +220,7 @@ def minibatch_errors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, full_gr
     n = len(x)
     full = full_grad.detach().double().cpu()
     errors = torch.empty(draws, full.numel(), dtype=torch.float64)
-    permutations = torch.stack([torch.randperm(n, generator=generator) for _ in range(draws)]).to(x.device)
+    permutations = fresh_permutations(n, draws, generator).to(x.device)
     for k in range(draws) if rest else ():
         index = permutations[k, :m]
         grads = torch.autograd.grad(loss_fn(model(x[index]), y[index]).mean(), [p for _, p in rest],
