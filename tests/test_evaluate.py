@@ -6,7 +6,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from optbench.evaluate import TUTORIAL_TEST_BATCH, evaluate_checkpoints, evaluate_split, split_metrics
+from optbench.evaluate import (TUTORIAL_TEST_BATCH, VECTOR_LANES, evaluate_checkpoints, evaluate_split,
+                               class_log_probs, split_metrics)
 from optbench.train import init_model
 from tests.tutorial import test_loop as tutorial_test_loop
 
@@ -90,3 +91,31 @@ def test_loss_is_bit_for_bit_the_chunks_summed_cross_entropy(model, mnist1d_tens
                                losses[full:].mean().double().view(1)])
             tutorial = float(means.sum()) / len(means)
             assert metrics["tutorial_avg_loss"] == (tutorial if math.isfinite(tutorial) else math.inf)
+
+
+@pytest.mark.parametrize("classes", [2, 3, 7, 8, 10, 15, 16, 17, 40])
+@pytest.mark.parametrize("samples", [1, 37, 1000, 4097])
+def test_class_log_probs_have_the_plain_kernels_bits(classes, samples):
+    """Whichever path this machine's CPU capability takes (issue 14: over the classes as the first
+    dimension where there are fewer of them than vector lanes), the log-probabilities are
+    F.log_softmax(·, 1)'s, bit for bit: at every scale, with ties, ±inf and NaN logits."""
+    generator = torch.Generator().manual_seed(100_000 * classes + samples)
+    for scale in (0.1, 1.0, 30.0):
+        logits = torch.randn(samples, classes, generator=generator) * scale
+        logits[::3] = logits[::3].round()  # ties
+        logits[0, classes // 2] = math.inf
+        if samples > 2:
+            logits[1, -1], logits[2] = math.nan, -math.inf
+        torch.testing.assert_close(class_log_probs(logits), nn.functional.log_softmax(logits, 1), rtol=0, atol=0,
+                                   equal_nan=True)
+
+
+def test_few_classes_take_the_class_first_kernels_where_the_vectors_have_the_lanes(monkeypatch):
+    lanes = VECTOR_LANES.get(torch.backends.cpu.get_cpu_capability(), 0)
+    if lanes <= 10:
+        pytest.skip(f"{torch.backends.cpu.get_cpu_capability()}: 10 classes take the plain kernels here")
+    dims, plain = [], nn.functional.log_softmax
+    monkeypatch.setattr(nn.functional, "log_softmax", lambda x, dim: dims.append(dim) or plain(x, dim))
+    for classes in (10, lanes):
+        class_log_probs(torch.randn(100, classes))
+    assert dims == [0, 1]
