@@ -179,3 +179,23 @@ def test_job_setup_lets_malloc_reuse_freed_megabyte_blocks_instead_of_faulting_i
 
     assert faults_per_block("plain") > 200   # the control: a 1 MiB block is 256 pages
     assert faults_per_block("tuned") < 30
+
+
+@pytest.mark.parametrize("steps", [150, 200, 6750])
+def test_the_downsampled_log_is_each_windows_last_step_mean_and_maximum(steps):
+    """minibatch.csv's curve (optbench.aggregate.downsample_log) against a loop over the windows: at most
+    MINIBATCH_POINTS equal windows of steps, each its last step and epoch, mean and largest loss."""
+    import pandas as pd
+
+    from optbench.aggregate import MINIBATCH_POINTS, downsample_log
+
+    generator = torch.Generator().manual_seed(steps)
+    log = pd.DataFrame({"step": range(1, steps + 1), "epoch": [s / 225 for s in range(1, steps + 1)],
+                        "loss": torch.rand(steps, generator=generator, dtype=torch.float64).numpy()})
+    table = downsample_log(log)
+    assert len(table) == min(steps, MINIBATCH_POINTS)
+    for row, window in zip(table.itertuples(), range(len(table))):
+        rows = log[[k * MINIBATCH_POINTS // steps == window for k in range(steps)]] if steps > MINIBATCH_POINTS \
+            else log.iloc[[window]]
+        assert (row.step, row.epoch) == (rows["step"].iloc[-1], rows["epoch"].iloc[-1])
+        assert row.loss == pytest.approx(rows["loss"].mean(), rel=1e-12) and row.loss_max == rows["loss"].max()
