@@ -25,7 +25,7 @@ def class_log_probs(logits: torch.Tensor) -> torch.Tensor:
     lanes, the last-dimension log_softmax takes one row at a time and sums its exponentials lane by lane
     (~170 µs per 1000 × 10 chunk on AVX-512, a sixth of evaluating a checkpoint); over dim 0 of the
     transposed logits it runs vectorised across samples, with the same vector exp and log and the same
-    in-order sum over the classes (~10 µs with the copy): the same bits, provided every sample sits in a
+    in-order sum over the classes (~20 µs with the copy): the same bits, provided every sample sits in a
     whole vector (the kernel's scalar tail calls the C library's exp), hence the zero padding. With as
     many classes as lanes or more, another capability, dtype or device, the sums run in another order,
     so the plain kernel runs. tests/test_evaluate.py checks both paths against it bit for bit.
