@@ -6,8 +6,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from optbench.evaluate import (TUTORIAL_TEST_BATCH, VECTOR_LANES, evaluate_checkpoints, evaluate_split,
-                               class_log_probs, split_metrics)
+from optbench.evaluate import (TUTORIAL_TEST_BATCH, VECTOR_LANES, class_log_probs, evaluate_checkpoints,
+                               evaluate_split, split_metrics)
 from optbench.train import init_model
 from tests.tutorial import test_loop as tutorial_test_loop
 
