@@ -21,6 +21,7 @@ include: "workflow/rules/report.smk"
 # Cheap steps over the whole grid run on the submitting machine, never as cluster jobs.
 localrules:
     aggregate,
+    analyze_probes,
     analyze,
     figures,
     analysis_figures,

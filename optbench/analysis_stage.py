@@ -19,9 +19,35 @@ def optimizer_type(config: dict, name: str) -> str:
     return (config["optimizers"].get(name) or {}).get("type", name)
 
 
+# what probe_statistics makes of the probe tables (rule analyze_probes), which the rest of the stage reads
+PROBE_STATISTICS = ("gradvar", "gradvar_slopes", "noise_pooled", "noise_scale_hessian")
+
+
+def probe_statistics(tables: dict[str, pd.DataFrame], config: dict, workers: int = 1) -> dict[str, pd.DataFrame]:
+    """The probes' statistics from their raw tables: gradvar, gradvar_slopes and noise_pooled from
+    probe_moments and probe_draws; noise_scale_hessian from probe_hessian and probe_hessian_draws (each
+    only where its tables are given). `workers` threads share the bootstrap (same numbers).
+
+    Its own rule (analyze_probes), so that the bootstrap runs as soon as the probes are done, on a core
+    the last training jobs leave free, instead of in the serial tail after aggregation (issue 14)."""
+    settings, seed = config["analysis"], config["grad_variance"]["seed"]
+    out: dict[str, pd.DataFrame] = {}
+    if "probe_moments" in tables:
+        out.update(analyze_noise(tables["probe_moments"], tables["probe_draws"], settings["confidence"],
+                                 settings["bootstrap_resamples"], seed, workers))
+        out["noise_pooled"] = noise_pooled(out["gradvar"], settings["confidence"])
+    if "probe_hessian" in tables:
+        out["noise_scale_hessian"] = hessian_noise_scale(tables["probe_hessian"], tables["probe_hessian_draws"],
+                                                         settings["confidence"], settings["bootstrap_resamples"],
+                                                         seed)
+    return out
+
+
 def analysis_stage(tables: dict[str, pd.DataFrame], config: dict, workers: int = 1) -> dict[str, pd.DataFrame]:
-    """`tables`: runs, status, benchmarks, and with gradient probes probe_moments and probe_draws (and
-    probe_hessian, probe_hessian_draws). Returns the tables rule analyze writes, claims included.
+    """`tables`: runs, status, benchmarks, and with gradient probes either their statistics
+    (PROBE_STATISTICS, as rule analyze_probes wrote them) or their raw tables (probe_moments and
+    probe_draws, and probe_hessian, probe_hessian_draws), from which probe_statistics computes them
+    first. Returns the tables rule analyze writes, claims included, and the probes' statistics.
 
     The grid's analyses see the grid's optimizers only; runs of other entries (Malladi's scaled variants)
     feed the claims that ask for them. `workers` threads share the probes' bootstrap (same numbers)."""
@@ -31,15 +57,8 @@ def analysis_stage(tables: dict[str, pd.DataFrame], config: dict, workers: int =
     main = {**tables, "runs": runs[runs["optimizer"].isin(grid)]}
     if "status" in tables:
         main["status"] = tables["status"][tables["status"]["optimizer"].isin(grid)]
-    out: dict[str, pd.DataFrame] = {}
-    if "probe_moments" in tables:
-        out.update(analyze_noise(tables["probe_moments"], tables["probe_draws"], settings["confidence"],
-                                 settings["bootstrap_resamples"], config["grad_variance"]["seed"], workers))
-        out["noise_pooled"] = noise_pooled(out["gradvar"], settings["confidence"])
-    if "probe_hessian" in tables:
-        out["noise_scale_hessian"] = hessian_noise_scale(tables["probe_hessian"], tables["probe_hessian_draws"],
-                                                         settings["confidence"], settings["bootstrap_resamples"],
-                                                         config["grad_variance"]["seed"])
+    out = {name: tables[name] for name in PROBE_STATISTICS if name in tables}
+    out.update(probe_statistics(tables, config, workers))
     out.update(analyze({**main, **out}, settings, config["selection"]["metric"], grid))
     forms = {name: LR_FORMS[optimizer_type(config, name)] for name in grid if optimizer_type(config, name) in LR_FORMS}
     out["lr_noise_scale"] = lr_noise_scale(out["best_lr"], forms, settings["confidence"])

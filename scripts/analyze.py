@@ -1,11 +1,11 @@
 """Snakemake job: every analysis table (best LR, sensitivity, scaling, noise statistics, ...) and every claim's verdict."""
-from optbench.analysis_stage import analysis_stage
+from optbench.analysis_stage import PROBE_STATISTICS, analysis_stage
 from optbench.io import atomic_write_json
 from optbench.jobs import job_log
 from optbench.tables import read_benchmarks, read_table, write_table
 
-INPUT_TABLES = {"runs": "runs", "status": "run_status", "probe_moments": "probe_moments", "probe_draws": "probe_draws",
-                "probe_hessian": "probe_hessian", "probe_hessian_draws": "probe_hessian_draws"}
+# input key → declared table; the probes' statistics are rule analyze_probes' (PROBE_STATISTICS)
+INPUT_TABLES = {"runs": "runs", "status": "run_status", **{name: name for name in PROBE_STATISTICS}}
 
 with job_log(snakemake.log[0]) as log:
     tables = {key: read_table(snakemake.input[key], name) for key, name in INPUT_TABLES.items()

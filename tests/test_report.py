@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from optbench import figures, format as formatting, verdicts
-from optbench.analysis_stage import analysis_stage
+from optbench.analysis_stage import analysis_stage, probe_statistics
 from optbench.config import load_config, n_train_samples, prepare_config, steps_per_epoch
 from optbench.format import fmt
 from optbench.noise import predictions
@@ -26,8 +26,9 @@ from optbench.train import checkpoint_schedule
 from tests.conftest import ROOT, TINY, snakemake
 
 HOSTILE_TITLE = '<script>window.__injected = true</script> & "quotes" <b>not bold</b>'
-FIGURES = {"figures": ["curves", "lr_grid", "sweep", "lr_sensitivity", "trajectories", "early_stopping", "cost"],
-           "analysis_figures": ["scaling", "steps_to_target", "critical_batch", "lr_forms"], "gradvar_figures": ["gradvar", "noise_scale"]}
+FIGURES = {"figures": ["curves", "sweep", "lr_sensitivity", "trajectories", "early_stopping", "cost"],
+           "analysis_figures": ["lr_grid", "scaling", "steps_to_target", "critical_batch", "lr_forms"],
+           "gradvar_figures": ["gradvar", "noise_scale"]}
 ALL_FIGURES = [name for names in FIGURES.values() for name in names]
 PAGE_TABLES = ["run_status", "hyperparameter_importance", "critical_batch", "lr_noise_scale", "batch_scaling_common", "malladi", "claims", "best_lr_cells", "lr_sensitivity", "scaling", "trajectory_summary",
                "steps_to_target", "batch_scaling", "stopping_cells", "cost", "gradvar", "gradvar_slopes",
@@ -176,6 +177,29 @@ def stage(tmp_path_factory) -> dict[str, pd.DataFrame]:
     return synthetic_stage(tmp_path_factory.mktemp("stage"), page_config())
 
 
+def test_the_analysis_from_the_probe_rules_tables_writes_the_bytes_of_the_analysis_in_one_process(tmp_path):
+    """Rule analyze_probes writes the probes' statistics and rule analyze reads them back: every table
+    must be the one the whole stage computes in one process from the raw probe tables."""
+    config = page_config()
+    spine = synthetic_tables(config, diverging=("sgd", max(config["optimizers"]["sgd"]["lrs"])))
+    probes = synthetic_probes(config)
+    benchmarks = read_benchmarks(benchmark_files(tmp_path))
+    whole = analysis_stage({**spine, **probes, "benchmarks": benchmarks}, config)
+    statistics = probe_statistics(probes, config, workers=2)
+    assert sorted(statistics) == ["gradvar", "gradvar_slopes", "noise_pooled"]
+    read_back = {}
+    for name, frame in statistics.items():
+        write_table(frame, tmp_path / f"{name}.csv", name)
+        read_back[name] = read_table(tmp_path / f"{name}.csv", name)
+    split = analysis_stage({**spine, **read_back, "benchmarks": benchmarks}, config)
+    assert sorted(split) == sorted(whole)
+    for name in whole:
+        for folder, frames in (("whole", whole), ("split", split)):
+            (tmp_path / folder).mkdir(exist_ok=True)
+            write_table(frames[name], tmp_path / folder / f"{name}.csv", name)
+        assert (tmp_path / "whole" / f"{name}.csv").read_bytes() == (tmp_path / "split" / f"{name}.csv").read_bytes(), name
+
+
 @pytest.fixture(scope="module")
 def full_report(tmp_path_factory) -> str:
     """A page with every stage: synthetic runs and probes, the real analysis tables and verdicts."""
@@ -280,7 +304,8 @@ def test_presentation_imports_nothing_that_computes_statistics_and_no_torch():
     assert result.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("script", ["analyze.py", "figures.py", "report.py", "aggregate_gradvar.py"])
+@pytest.mark.parametrize("script", ["analyze_probes.py", "analyze.py", "figures.py", "report.py",
+                                    "aggregate_gradvar.py"])
 def test_light_jobs_import_no_torch(script):
     modules = sorted({line.split()[1] for line in (ROOT / "scripts" / script).read_text().splitlines()
                       if line.startswith("from optbench")})

@@ -4,9 +4,10 @@ import time
 
 import pandas as pd
 import pytest
+import yaml
 
 from optbench.config import experiment_tag, groups, runs
-from tests.conftest import ROOT, snakemake
+from tests.conftest import ROOT, TINY, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -107,4 +108,24 @@ def test_the_rule_graph_has_one_node_per_stage(tiny_workdir):
     graph = snakemake(tiny_workdir, "--rulegraph").stdout
     names = re.findall(r'label = "(\w+)"', graph)
     assert sorted(names) == sorted({"all", "prepare_data", "train", "evaluate", "grad_variance", "aggregate_gradvar",
-                                    "aggregate", "analyze", "figures", "analysis_figures", "gradvar_figures", "report"})
+                                    "analyze_probes", "aggregate", "analyze", "figures", "analysis_figures",
+                                    "gradvar_figures", "report"})
+
+
+@pytest.mark.parametrize("key, value, reruns", [
+    # the probes' statistics read only their own settings: a verdict's threshold leaves their bootstrap alone
+    (("verdicts", "C1", "min_drop"), 0.2, {"analyze", "figures", "analysis_figures", "report"}),
+    (("analysis", "bootstrap_resamples"), 499, {"analyze_probes", "analyze", "figures", "analysis_figures",
+                                                "gradvar_figures", "report"}),
+])
+def test_an_analysis_setting_reruns_the_analysis_rules_that_read_it(tiny_workdir, tmp_path, key, value, reruns):
+    config = yaml.safe_load(TINY.read_text())
+    *path, last = key
+    target = config
+    for part in path:
+        target = target.setdefault(part, {})
+    target[last] = value
+    configfile = tmp_path / "edited.yaml"
+    configfile.write_text(yaml.safe_dump(config, sort_keys=False))  # key order as in the file
+    result = snakemake(tiny_workdir, "-n", "--cores", "2", configfile=configfile)
+    assert set(re.findall(r"^(\w+)\s+\d+$", result.stdout, flags=re.M)) - {"all", "total"} == reruns

@@ -1,8 +1,29 @@
 # The analysis stage: every statistic of the run and probe tables, and each claim's verdict by the rule
-# declared in config `verdicts`. Figures and the report only format what this rule writes.
+# declared in config `verdicts`. Figures and the report only format what these two rules write.
 
 
 include: "analysis_common.smk"
+
+
+# The probes' statistics first, in a job of their own: their bootstrap then runs as soon as the probes
+# are done, on a core the last training jobs leave free, not in the serial tail after aggregate (issue 14).
+# One thread, so that one free core is enough (with two it would wait for both; the numbers do not
+# depend on the count).
+rule analyze_probes:
+    input:
+        **PROBE_ANALYSIS_INPUTS,
+    output:
+        **{name: analysis_output(name) for name in PROBE_ANALYSIS_TABLES},
+    log:
+        "logs/analyze_probes.log",
+    conda:
+        ENV
+    params:
+        # its identity: the settings it reads and the analysis code (analyze's digest)
+        settings=PROBE_ANALYSIS_IDENTITY,
+        code=code_digest("analysis"),
+    script:
+        "../../scripts/analyze_probes.py"
 
 
 rule analyze:
@@ -15,9 +36,6 @@ rule analyze:
         "logs/analyze.log",
     conda:
         ENV
-    # the last job of the grid: its bootstrap uses two threads where there are two cores (Snakemake scales
-    # the count down to --cores; the numbers do not depend on it)
-    threads: 2
     params:
         # Part of the job's identity (canonical JSON, so key order never reruns it): changing a rule, an
         # analysis setting, the probes' seed or what the analysis code does reruns the analysis, and only it.

@@ -7,13 +7,26 @@ ANALYSIS_INPUTS = {
 }
 # Probes are opt-in: without them C4/C5 are inconclusive and the noise tables are not written.
 PROBES_ON = bool(config["grad_variance"]["probes"])
-if PROBES_ON:
-    ANALYSIS_INPUTS.update(
-        probe_moments="results/tables/probe_moments.csv",
-        probe_draws="results/tables/probe_draws.csv",
-    )
-# ... and so are the Hessian probes (grad_variance.hessian.checkpoints 0: L1 lacks the Hessian B_noise)
-ANALYSIS_INPUTS.update({f"probe_{name}": path for name, path in HESSIAN_TABLES.items()})
+# The probes' statistics are analyze_probes' job, from the raw probe tables, which analyze then never reads
+PROBE_ANALYSIS_INPUTS = (
+    {
+        "probe_moments": "results/tables/probe_moments.csv",
+        "probe_draws": "results/tables/probe_draws.csv",
+    }
+    if PROBES_ON
+    else {}
+)
+# ... and the Hessian probes' (grad_variance.hessian.checkpoints 0: L1 lacks the Hessian B_noise)
+PROBE_ANALYSIS_INPUTS.update(
+    {f"probe_{name}": path for name, path in HESSIAN_TABLES.items()}
+)
+PROBE_ANALYSIS_TABLES = [
+    *(["gradvar", "gradvar_slopes", "noise_pooled"] if PROBES_ON else []),
+    *(["noise_scale_hessian"] if HESSIAN else []),
+]
+ANALYSIS_INPUTS.update(
+    {name: f"results/tables/{name}.csv" for name in PROBE_ANALYSIS_TABLES}
+)
 ANALYSIS_TABLES = [
     "lr_scores",
     "best_lr",
@@ -43,8 +56,6 @@ ANALYSIS_TABLES = [
     "critical_batch",
     "malladi",
     "claims",
-    *(["gradvar", "gradvar_slopes", "noise_pooled"] if PROBES_ON else []),
-    *(["noise_scale_hessian"] if HESSIAN else []),
 ]
 
 
@@ -58,6 +69,18 @@ ANALYSIS_IDENTITY = json.dumps(
     },
     sort_keys=True,
 )
+# what in the config the probes' statistics read (their inputs carry the rest)
+PROBE_ANALYSIS_IDENTITY = json.dumps(
+    {
+        "analysis": {
+            k: config["analysis"][k] for k in ("confidence", "bootstrap_resamples")
+        },
+        "seed": config["grad_variance"]["seed"],
+    },
+    sort_keys=True,
+)
+
+
 # tables also shown by `snakemake --report` (captions: workflow/report/tables/<name>.rst)
 REPORT_TABLE_CATEGORIES = {
     "claims": "Claims",

@@ -16,8 +16,7 @@ rule figures:
         **figure_rule_outputs("figures"),
     log:
         "logs/figures/spine.log",
-    # the longest figure job (7 figures, ~4 s) first, so that the other two share the second core
-    # beside it instead of running before it (issue 14: ~2 s off the serial end of every run)
+    # the longer of the two figure jobs after the analysis first (issue 14: REPORT_FIGURES says why)
     priority: 1
     conda:
         ENV

@@ -4,11 +4,13 @@
 
 
 REPORT_FIGURES_DIR = "results/figures"
-# for each figure-drawing job, {figure name: category in `snakemake --report`}; captions: workflow/report/<name>.rst
+# for each figure-drawing job, {figure name: category in `snakemake --report`}; captions: workflow/report/<name>.rst.
+# The two jobs after the analysis split the drawing time about evenly (lr_grid, the slowest figure, beside
+# the four fast ones of the analysis), as they run side by side in the serial end of every run (issue 14);
+# gradvar_figures runs earlier, beside aggregate and analyze.
 REPORT_FIGURES = {
     "figures": {
         "curves": "Training curves",
-        "lr_grid": "Training curves",
         "sweep": "Learning rate",
         "lr_sensitivity": "Learning rate",
         "trajectories": "Learning rate",
@@ -16,6 +18,7 @@ REPORT_FIGURES = {
         "cost": "Cost",
     },
     "analysis_figures": {
+        "lr_grid": "Training curves",
         "scaling": "Scaling rules",
         "steps_to_target": "Steps to target",
         "critical_batch": "Critical batch size",
