@@ -181,21 +181,26 @@ def test_job_setup_lets_malloc_reuse_freed_megabyte_blocks_instead_of_faulting_i
     assert faults_per_block("tuned") < 30
 
 
-@pytest.mark.parametrize("steps", [150, 200, 6750])
-def test_the_downsampled_log_is_each_windows_last_step_mean_and_maximum(steps):
-    """minibatch.csv's curve (optbench.aggregate.downsample_log) against a loop over the windows: at most
-    MINIBATCH_POINTS equal windows of steps, each its last step and epoch, mean and largest loss."""
+def test_the_downsampled_logs_are_each_windows_last_step_mean_and_maximum():
+    """minibatch.csv's curves (optbench.aggregate.downsample_logs, every run's log at once) against a loop
+    over each log's windows: at most MINIBATCH_POINTS equal windows of steps, each its last step and
+    epoch, mean and largest loss; a log as short as that keeps every step, an empty one gives no row."""
     import pandas as pd
 
-    from optbench.aggregate import MINIBATCH_POINTS, downsample_log
+    from optbench.aggregate import MINIBATCH_POINTS, downsample_logs
 
-    generator = torch.Generator().manual_seed(steps)
-    log = pd.DataFrame({"step": range(1, steps + 1), "epoch": [s / 225 for s in range(1, steps + 1)],
-                        "loss": torch.rand(steps, generator=generator, dtype=torch.float64).numpy()})
-    table = downsample_log(log)
-    assert len(table) == min(steps, MINIBATCH_POINTS)
-    for row, window in zip(table.itertuples(), range(len(table))):
-        rows = log[[k * MINIBATCH_POINTS // steps == window for k in range(steps)]] if steps > MINIBATCH_POINTS \
-            else log.iloc[[window]]
-        assert (row.step, row.epoch) == (rows["step"].iloc[-1], rows["epoch"].iloc[-1])
-        assert row.loss == pytest.approx(rows["loss"].mean(), rel=1e-12) and row.loss_max == rows["loss"].max()
+    logs = []
+    for steps in (150, 6750, 0, 200, 201):
+        generator = torch.Generator().manual_seed(steps)
+        logs.append(pd.DataFrame({"step": range(1, steps + 1), "epoch": [s / 225 for s in range(1, steps + 1)],
+                                  "loss": torch.rand(steps, generator=generator, dtype=torch.float64).numpy()}))
+    table = downsample_logs(logs)
+    assert table["log"].tolist() == sorted(table["log"])
+    for index, log in enumerate(logs):
+        steps, rows_of_log = len(log), table[table["log"] == index]
+        assert len(rows_of_log) == min(steps, MINIBATCH_POINTS)
+        for row, window in zip(rows_of_log.itertuples(), range(len(rows_of_log))):
+            rows = log[[k * MINIBATCH_POINTS // steps == window for k in range(steps)]] \
+                if steps > MINIBATCH_POINTS else log.iloc[[window]]
+            assert (row.step, row.epoch) == (rows["step"].iloc[-1], rows["epoch"].iloc[-1])
+            assert row.loss == pytest.approx(rows["loss"].mean(), rel=1e-12) and row.loss_max == rows["loss"].max()
