@@ -28,8 +28,8 @@ def probe_statistics(tables: dict[str, pd.DataFrame], config: dict, workers: int
     probe_moments and probe_draws; noise_scale_hessian from probe_hessian and probe_hessian_draws (each
     only where its tables are given). `workers` threads share the bootstrap (same numbers).
 
-    Its own rule (analyze_probes), so that the bootstrap runs as soon as the probes are done, on a core
-    the last training jobs leave free, instead of in the serial tail after aggregation (issue 14)."""
+    Its own rule (analyze_probes, issue 14): a verdict's threshold reruns analyze, not this bootstrap,
+    and the bootstrap can run on a core that the last training jobs or aggregate leave free."""
     settings, seed = config["analysis"], config["grad_variance"]["seed"]
     out: dict[str, pd.DataFrame] = {}
     if "probe_moments" in tables:

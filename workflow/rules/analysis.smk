@@ -5,10 +5,11 @@
 include: "analysis_common.smk"
 
 
-# The probes' statistics first, in a job of their own: their bootstrap then runs as soon as the probes
-# are done, on a core the last training jobs leave free, not in the serial tail after aggregate (issue 14).
-# One thread, so that one free core is enough (with two it would wait for both; the numbers do not
-# depend on the count).
+# The probes' statistics first, in a job of their own (issue 14): a verdict's threshold then reruns
+# analyze and not their bootstrap, and the bootstrap runs on a core that the last training jobs or
+# aggregate leave free (on the default grid on 2 cores that gap is short: the tail did not get shorter,
+# BENCHMARKS.md). One thread, so that one free core is enough (with two it would wait for both; the
+# numbers do not depend on the count).
 rule analyze_probes:
     input:
         **PROBE_ANALYSIS_INPUTS,
