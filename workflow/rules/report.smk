@@ -16,7 +16,7 @@ rule figures:
         **figure_rule_outputs("figures"),
     log:
         "logs/figures/spine.log",
-    # the longer of the two figure jobs after the analysis first (issue 14: REPORT_FIGURES says why)
+    # first where one core frees before the other (issue 14: REPORT_FIGURES says how the two jobs are split)
     priority: 1
     conda:
         ENV

@@ -7,7 +7,7 @@ REPORT_FIGURES_DIR = "results/figures"
 # for each figure-drawing job, {figure name: category in `snakemake --report`}; captions: workflow/report/<name>.rst.
 # The two jobs after the analysis split the drawing time about evenly (lr_grid, the slowest figure, beside
 # the four fast ones of the analysis), as they run side by side in the serial end of every run (issue 14);
-# gradvar_figures runs earlier, beside aggregate and analyze.
+# gradvar_figures runs earlier, beside analyze (seen in the alternating grids of BENCHMARKS.md).
 REPORT_FIGURES = {
     "figures": {
         "curves": "Training curves",
