@@ -104,16 +104,19 @@ def probe_products(layers, n: int, m: int, draws: int, factor_elements: int):
     return products
 
 
-def bare_rates(layers, members: int, batch_sizes: list[int], eval_batch: int, n: int, ms: list[int],
-               draws: int, factor_elements: int, repeats: int = 3) -> dict:
-    """Bare FLOP/s at each stage's shapes, measured now: train per batch size, evaluate, probes (the
-    factor products over the m list, FLOP-weighted, i.e. total FLOPs ÷ total time)."""
-    rates = {"train": {b: _rate(train_products(layers, members, b), repeats) for b in batch_sizes},
-             "evaluate": _rate(evaluate_products(layers, eval_batch), repeats)}
+def probe_rate(layers, n: int, ms: list[int], draws: int, factor_elements: int, repeats: int = 3) -> float:
+    """Bare FLOP/s of a probe's factor products over the m list, FLOP-weighted (total FLOPs ÷ total time)."""
     flops = seconds = 0.0
     for m in ms:
         for (a, b), calls in probe_products(layers, n, m, draws, factor_elements):
             chunk = calls * 2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
             flops, seconds = flops + chunk, seconds + chunk / _rate([(a, b)], repeats)
-    rates["grad_variance"] = flops / seconds
-    return rates
+    return flops / seconds
+
+
+def bare_rates(layers, members: int, batch_sizes: list[int], eval_batch: int, n: int, ms: list[int],
+               draws: int, factor_elements: int, repeats: int = 3) -> dict:
+    """Bare FLOP/s at each stage's shapes, measured now: train per batch size, evaluate, probes (probe_rate)."""
+    return {"train": {b: _rate(train_products(layers, members, b), repeats) for b in batch_sizes},
+            "evaluate": _rate(evaluate_products(layers, eval_batch), repeats),
+            "grad_variance": probe_rate(layers, n, ms, draws, factor_elements, repeats)}

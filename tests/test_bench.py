@@ -113,3 +113,19 @@ def test_the_ab_bench_tells_identical_outputs_from_different_ones():
     assert not same([run], [twin])
     table = pd.DataFrame({"loss": [0.1, 0.2]})
     assert same({"t": table}, {"t": table.copy()}) and not same({"t": table}, {"t": table + 1e-9})
+
+
+def test_the_targets_say_pass_or_fail_by_their_sense_and_a_bound_whether_the_goal_is_within_it():
+    """make bench's last lines: a TARGET line per target (≥ or ≤ goal), then a BOUND line for each target that
+    carries a bound measured in the same run, saying whether the goal lies within what the machine allows."""
+    lines = load_bench("run").target_lines([
+        ("ceilinged", 2.16, 3.0, ">=", (2.78, "bare matmuls")),
+        ("fast", 0.74, 0.5, "<=", (0.46, "floor")),
+        ("plain", 2.4, 3.0, "<="),
+        ("slow", 145.0, 90.0, "<=", (103.0, "packed")),
+    ])
+    assert lines == ["TARGET ceilinged 2.16 3 FAIL", "TARGET fast 0.74 0.5 FAIL", "TARGET plain 2.4 3 PASS",
+                     "TARGET slow 145 90 FAIL",
+                     "BOUND ceilinged 2.78 (goal beyond it): bare matmuls",
+                     "BOUND fast 0.46 (goal within it): floor",
+                     "BOUND slow 103 (goal beyond it): packed"]
