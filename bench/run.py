@@ -456,10 +456,11 @@ def main() -> None:
     probe, probe_cpu = probe_seconds(tensors, config, args.repeats)
     print(f"one checkpoint's probe (K = {config['grad_variance']['draws']}, default m list, {threads} thread, "
           f"statistics excluded: they are the analysis stage's): {probe:.2f} s ({probe_cpu:.2f} s CPU)")
-    settings, layers = config["grad_variance"], floor.layer_shapes(tensors["x_train"][0].numel(), config["model"]["hidden"])
+    settings = config["grad_variance"]
+    probe_layers = floor.layer_shapes(tensors["x_train"][0].numel(), config["model"]["hidden"])
     ms = resolve_batch_sizes(settings["batch_sizes"], n)
-    probe_flops = floor.probe_flops(layers, n, ms, settings["draws"])
-    probe_rate = floor.probe_rate(layers, n, ms, settings["draws"], FACTOR_ELEMENTS)
+    probe_flops = floor.probe_flops(probe_layers, n, ms, settings["draws"])
+    probe_rate = floor.probe_rate(probe_layers, n, ms, settings["draws"], FACTOR_ELEMENTS)
     print(f"its floor: {probe_flops / 1e9:.1f} GFLOP of matmuls (bench/floor.py) at the bare rate of its factor "
           f"products, {probe_rate / 1e9:.1f} GFLOP/s measured now: {probe_flops / probe_rate:.2f} s")
     targets.append(("probe_seconds_per_checkpoint", probe, 0.5, "<=",
@@ -496,16 +497,16 @@ def main() -> None:
         # the train jobs' evaluation moved to evaluate's account (its CPU time taken as its wall time)
         moved = {"train": [-evaluated_in_train], "evaluate": [evaluated_in_train]}
         ratio, floor_wall = floor_rows(workdir, config, tensors, members, args.cores, wall,
-                           {stage: in_job[stage] + moved.get(stage, []) for stage in STAGES},
-                           {stage: cpu[stage] + moved.get(stage, []) for stage in STAGES})
+                                       {stage: in_job[stage] + moved.get(stage, []) for stage in STAGES},
+                                       {stage: cpu[stage] + moved.get(stage, []) for stage in STAGES})
         print(f"`snakemake -n` on the finished run: {dry_run:.1f} s")
         print(f"report re-render after a template-only edit (a comment appended to report.css, then restored): "
               f"{rerender:.1f} s, rules rerun: {', '.join(reran) or 'none'}")
-        # what the jobs' own work allows: this run's in-job seconds on every core at once, no start-up or
-        # idle core (the stages' in-job ÷ floor above say how far each is from its matmuls)
+        # what the jobs' own work allows: this run's in-job seconds on every core at once, with no start-up,
+        # per-job imports or idle core (the stages' in-job ÷ floor above say how far each is from its matmuls)
         packed = sum(map(sum, in_job.values())) / args.cores
         targets.append(("grid_wall_seconds", wall, 90.0, "<=",
-                        (packed, f"what cutting start-up and idle cores alone reaches: this run's in-job time "
+                        (packed, f"what cutting start-up, per-job imports and idle cores alone reaches: this run's in-job time "
                                  f"packed on {args.cores} cores (the floor, every stage at its bare rate: "
                                  f"{floor_wall:.1f} s)")))
         targets.append(("grid_wall_vs_floor", ratio, 2.0, "<=",
