@@ -344,6 +344,7 @@ def floor_rows(workdir, config, tensors, members, cores, wall, in_job, cpu):
 
 
 def meets(value: float, goal: float, sense: str) -> bool:
+    """Whether `value` meets `goal` in its sense: '>=' (at least) or '<=' (at most)."""
     return value >= goal if sense == ">=" else value <= goal
 
 
@@ -516,6 +517,7 @@ def main() -> None:
         targets.append(("template_rerender_seconds", rerender, 5.0, "<="))
     print()
     print("\n".join(target_lines(targets)))
+
 
 if __name__ == "__main__":
     main()
