@@ -100,9 +100,21 @@ def retain_freed_memory() -> bool:
 
 
 def setup_job(threads: int, device_request: str) -> str:
-    """Fix the thread count (part of the determinism contract), tune malloc, and pick the device."""
+    """Flush denormals, fix the thread count (part of the determinism contract), tune malloc, and pick the device.
+
+    Denormals (float32 below 1.2e-38) are taken as zero on the CPU: Adam's first moment of a parameter
+    whose gradient stays zero (a dead ReLU unit's weights) decays by β1 a step until it is a few
+    multiples of the smallest denormal, where β1·m rounds back to m, and every update then reads it
+    through x86's slow path for denormals. In the default grid's Adam bundle at batch 16 a quarter of
+    the second layer's moments sat there from the fourth epoch on, and a step took 1.7× as long
+    (BENCHMARKS.md). What the flush can change is below 1.2e-38: through an update, lr·m̂/(√v̂ + eps) with
+    the bias correction at most 10×, at most 6e-31 at lr 0.05, below the last bit of any weight above
+    1e-23 (tests/test_bundle.py: the same bits on such a bundle; the default grid's tables are too).
+    Set first, before any thread pool starts: the setting is per thread, and new threads inherit it.
+    """
     import torch
 
+    torch.set_flush_denormal(True)  # returns False on a CPU that cannot (neither SSE3 nor AArch64): a no-op
     torch.set_num_threads(threads)
     retain_freed_memory()
     return resolve_device(device_request)

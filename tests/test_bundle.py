@@ -193,6 +193,52 @@ def test_bundle_resumed_from_a_saved_epoch_is_bit_identical(tmp_path, mnist1d_te
         torch.testing.assert_close(solo.checkpoint_states[-1][key], value, rtol=0, atol=1e-5)
 
 
+def test_flushing_denormals_changes_no_weight_or_loss_of_a_bundle_whose_adam_moments_sit_at_denormals(
+        mnist1d_tensors, config):
+    """What a job's flush-to-zero (optbench.jobs.setup_job) may change: only values below float32's smallest
+    normal, 1.2e-38. An Adam update reads them as lr·m̂/(√v̂ + eps) ≤ 0.0512 · 10 · 1.2e-38 / 1e-8 ≈ 6e-31 (the
+    bias correction at most 10×), below the last bit of any weight above 1e-23; so the same weights and
+    losses, bit for bit, here where 800 steps at high learning rates left thousands of first moments at
+    denormals (without the flush)."""
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormals (torch.set_flush_denormal)")
+    tensors = {**mnist1d_tensors, "x_train": mnist1d_tensors["x_train"][:320],
+               "y_train": mnist1d_tensors["y_train"][:320]}
+    config["train"].update(epochs=40, checkpoints=3)
+    config["model"]["hidden"] = [100, 100]  # the default model: its dead units are what leaves moments stuck
+    runs = [Run("adam", 16, lr, 0) for lr in (0.0512, 0.0064, 0.0008)]
+    smallest_normal = torch.finfo(torch.float32).tiny
+    optimizers = []
+
+    class Recorded(VectorisedOptimizer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            optimizers.append(self)
+
+    def trained(flush):
+        # one thread, as a job trains (train.threads): the flush is the calling thread's
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        torch.set_flush_denormal(flush)
+        try:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr("optbench.bundle.VectorisedOptimizer", Recorded)
+                results = train_bundle(tensors, runs, config, log=quiet)
+        finally:
+            torch.set_flush_denormal(False)
+            torch.set_num_threads(threads)
+        moments = [state["exp_avg"] for state in optimizers[-1].state.values()]
+        return results, sum(int(((m != 0) & (m.abs() < smallest_normal)).sum()) for m in moments)
+
+    plain, denormals = trained(False)
+    flushed, left = trained(True)
+    assert denormals > 1000 and left == 0
+    for a, b in zip(plain, flushed):
+        assert a.log_losses == b.log_losses and a.checkpoint_steps == b.checkpoint_steps
+        for x, y in zip(a.checkpoint_states, b.checkpoint_states):
+            assert all(torch.equal(x[k], y[k]) for k in x)
+
+
 def test_partition_cuts_each_optimizers_runs_into_bundles_of_at_most_bundle_size(config):
     config["grid"]["seeds"] = [0, 1, 2]
     every_run = {(o, float(lr), s) for o in config["grid"]["optimizers"]
