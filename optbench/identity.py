@@ -10,8 +10,8 @@ LIBRARY = Path(__file__).resolve().parent
 
 # The code that turns settings into a stage's numbers: whole modules (None), or the named top-level
 # definitions of a module. What only moves, checks or formats files (io, runfiles, resume, jobs,
-# validation in config) is left out, so that editing it retrains nothing (jobs also flushes denormals,
-# which changes no trained bit: tests/test_bundle.py). train.py and bundle.py
+# validation in config) is left out, so that editing it retrains nothing (jobs also flushes denormals:
+# no trained bit changed by it on the default grid or in tests/test_bundle.py). train.py and bundle.py
 # are the two trainers (solo, vectorised bundles); model.py builds every model kind, with the CNN's
 # blocks from config.cnn_geometry; config.steps_per_epoch fixes the epochs.
 STAGE_CODE = {
