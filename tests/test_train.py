@@ -170,15 +170,16 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / len(sizes)
 """
 
 
+def last_number_printed(script: str, *args: str) -> float:
+    """Run `script` in a fresh Python (a job's process, or a plain one as the control): the last number it prints."""
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True, cwd=ROOT)
+    return float(out.stdout.split()[-1])
+
+
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc tuning is glibc's")
 def test_job_setup_lets_malloc_reuse_freed_megabyte_blocks_instead_of_faulting_in_fresh_pages():
-    def faults_per_block(mode):
-        out = subprocess.run([sys.executable, "-c", FAULTS_PER_BLOCK, mode], capture_output=True,
-                             text=True, check=True, cwd=ROOT)
-        return float(out.stdout.split()[-1])
-
-    assert faults_per_block("plain") > 200   # the control: a 1 MiB block is 256 pages
-    assert faults_per_block("tuned") < 30
+    assert last_number_printed(FAULTS_PER_BLOCK, "plain") > 200   # the control: a 1 MiB block is 256 pages
+    assert last_number_printed(FAULTS_PER_BLOCK, "tuned") < 30
 
 
 STUCK_FIRST_MOMENTS = """
@@ -209,15 +210,10 @@ def test_a_job_flushes_denormals_so_that_adams_first_moments_of_zero_gradients_r
     a slow path on x86. In a job (optbench.jobs.setup_job) they flush to zero, on every thread of the job
     (the flush is per thread: set before the thread pool starts, its threads inherit it); the control,
     without the job's set-up, keeps them all."""
-    def nonzero_moments(mode):
-        out = subprocess.run([sys.executable, "-c", STUCK_FIRST_MOMENTS, mode, str(threads)], capture_output=True,
-                             text=True, check=True, cwd=ROOT)
-        return int(out.stdout.split()[-1])
-
-    assert nonzero_moments("plain") == 4 * 2 ** 16
+    assert last_number_printed(STUCK_FIRST_MOMENTS, "plain", str(threads)) == 4 * 2 ** 16
     if not torch.set_flush_denormal(False):
         pytest.skip("this CPU cannot flush denormals (torch.set_flush_denormal)")
-    assert nonzero_moments("job") == 0
+    assert last_number_printed(STUCK_FIRST_MOMENTS, "job", str(threads)) == 0
 
 
 def test_the_downsampled_logs_are_each_windows_last_step_mean_and_maximum():
