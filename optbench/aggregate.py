@@ -15,9 +15,11 @@ def final_status(meta: dict, evals: pd.DataFrame) -> tuple[str, str]:
     never went below its value at initialisation (judged on the evaluated checkpoints, at the end)."""
     if meta["status"] == "diverged":
         return "diverged", "nonfinite"
-    train = evals[evals["split"] == "train"].sort_values("step")
-    initial = train["loss"].iloc[0]
-    if not (train["loss"].iloc[1:] < initial).any():
+    # numpy, not a pandas mask and sort per run (a third of build_tables over 366 runs); the train
+    # checkpoints' steps are distinct (runfiles.load_evals), so any sort gives this order
+    train = evals["split"].to_numpy() == "train"
+    losses = evals["loss"].to_numpy()[train][np.argsort(evals["step"].to_numpy()[train], kind="stable")]
+    if not (losses[1:] < losses[0]).any():
         return "diverged", "no_progress"
     return "ok", ""
 

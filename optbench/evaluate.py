@@ -2,19 +2,25 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from optbench.data import SPLITS, split
+from optbench.io import csv_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The tutorial's test DataLoader: batch_size=64, the last partial batch kept (drop_last=False).
 TUTORIAL_TEST_BATCH = 64
 # ATen's float32 vector lanes per CPU capability (torch.backends.cpu.get_cpu_capability()), where known
 VECTOR_LANES = {"AVX512": 16, "AVX2": 8}
 SAMPLE_PAD = 64  # samples padded to a multiple of this: whole vectors at every x86 width, unrolled or not
+# eval.csv's columns (optbench.tables declares the same: TABLES["eval"]; that module imports pandas)
+EVAL_COLUMNS = ("step", "epoch", "split", "loss", "accuracy", "has_weights", "tutorial_avg_loss")
 
 
 def class_log_probs(logits: torch.Tensor) -> torch.Tensor:
@@ -78,9 +84,9 @@ def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     return metrics["loss"], metrics["accuracy"]
 
 
-def evaluate_checkpoints(model: nn.Module, bundle: dict, tensors: dict, batch_size: int,
-                         device: str = "cpu") -> pd.DataFrame:
-    """One row per checkpoint × split. A checkpoint without weights (after divergence) is loss=inf."""
+def checkpoint_rows(model: nn.Module, bundle: dict, tensors: dict, batch_size: int,
+                    device: str = "cpu") -> list[dict]:
+    """One row (EVAL_COLUMNS) per checkpoint × split. A checkpoint without weights (after divergence) is loss=inf."""
     splits = {name: tuple(t.to(device) for t in split(tensors, name)) for name in SPLITS}
     missing = {"loss": math.inf, "accuracy": math.nan, "tutorial_avg_loss": math.inf}
     rows = []
@@ -92,10 +98,20 @@ def evaluate_checkpoints(model: nn.Module, bundle: dict, tensors: dict, batch_si
             rows.append({"step": step, "epoch": step / bundle["steps_per_epoch"], "split": name,
                          "loss": metrics["loss"], "accuracy": metrics["accuracy"], "has_weights": state is not None,
                          "tutorial_avg_loss": metrics["tutorial_avg_loss"]})
-    return pd.DataFrame(rows)
+    return rows
+
+
+def evaluate_checkpoints(model: nn.Module, bundle: dict, tensors: dict, batch_size: int,
+                         device: str = "cpu") -> pd.DataFrame:
+    """checkpoint_rows as a table."""
+    import pandas as pd
+
+    return pd.DataFrame(checkpoint_rows(model, bundle, tensors, batch_size, device), columns=list(EVAL_COLUMNS))
 
 
 def eval_csv(model: nn.Module, checkpoints: dict, tensors: dict, batch_size: int, device: str = "cpu") -> str:
     """A run's eval.csv text: the same bytes from the checkpoints a train job holds in memory as from
-    its checkpoints.pt read back (the same tensors, evaluated by the same code at the same threads)."""
-    return evaluate_checkpoints(model, checkpoints, tensors, batch_size, device).to_csv(index=False)
+    its checkpoints.pt read back (the same tensors, evaluated by the same code at the same threads).
+    Formatted by optbench.io.csv_text (the bytes of pandas' to_csv), so that a train job imports no pandas."""
+    rows = checkpoint_rows(model, checkpoints, tensors, batch_size, device)
+    return csv_text(EVAL_COLUMNS, ([row[column] for column in EVAL_COLUMNS] for row in rows))

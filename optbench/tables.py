@@ -1,10 +1,12 @@
 """Every results table's columns and dtypes, declared once, and the one reader and writer of their CSV files."""
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from optbench.io import CorruptFileError, atomic_write_csv
@@ -230,23 +232,56 @@ def read_table(path: str | Path, name: str) -> pd.DataFrame:
     path, spec = Path(path), TABLES[name]
     if not path.exists():
         raise FileNotFoundError(f"table '{path}' ({name}) does not exist; rerun snakemake to produce it")
+    frame = _parse_typed(path, spec)
+    return frame if frame is not None else _read_checked(path, spec)
+
+
+def read_tables(paths: list, name: str) -> list[pd.DataFrame]:
+    """read_table of each path, the same frames and the same errors, from one parse of all their rows.
+
+    pandas pays ~2–3 ms a call whatever the size: aggregate's reads of the default grid's 366 eval.csv and
+    366 log.csv took 1.6 s file by file, 0.5 s as two parses (issue 14). The rows are parsed together only
+    where that cannot change a value: every file has the first file's header, which names the declared
+    columns, and plain rows (one per line: no quote, carriage return or blank line, the last line
+    ended); the typed parse reads each row by itself (declared dtypes, no inference). Anything else, or a
+    parse or conversion that fails, goes to read_table file by file, which names the file and what is wrong.
+    """
+    paths, spec = [Path(p) for p in paths], TABLES[name]
+    if not paths or not all(path.exists() for path in paths):
+        return [read_table(path, name) for path in paths]
+    blobs = [path.read_bytes() for path in paths]
+    header = blobs[0].partition(b"\n")[0] + b"\n"
+    bodies = [blob[len(header):] for blob in blobs]
+    plain = sorted(header.decode("utf-8", "replace").rstrip("\n").split(",")) == sorted(spec.columns) and all(
+        blob.startswith(header) and _plain_rows(body) for blob, body in zip(blobs, bodies))
+    if plain:
+        frame = _parse_typed(header + b"".join(bodies), spec)
+        counts = [body.count(b"\n") for body in bodies]
+        if frame is not None and len(frame) == sum(counts):
+            ends = np.cumsum(counts)
+            return [frame.iloc[end - count:end].reset_index(drop=True) for end, count in zip(ends, counts)]
+    return [read_table(path, name) for path in paths]
+
+
+def _plain_rows(body: bytes) -> bool:
+    """Rows that a line count splits as the parser does: no quoting, no \\r, no blank line, the last one ended."""
+    return (not body or body.endswith(b"\n")) and b'"' not in body and b"\r" not in body \
+        and b"\n\n" not in body and not body.startswith(b"\n")
+
+
+def _parse_typed(source: Path | bytes, spec: TableSpec) -> pd.DataFrame | None:
+    """The typed parse of a CSV file or its bytes, the columns converted; None where either fails (or
+    the columns are not the declared ones), for _read_checked to say what."""
     typed = {column: NUMERIC_DTYPES.get(dtype, str) for column, dtype in spec.columns.items()}
-    try:
-        frame = pd.read_csv(path, dtype=typed, keep_default_na=False, na_values=NA_VALUES)
-    except (ValueError, TypeError, OverflowError):  # pandas' ParserError and EmptyDataError are ValueErrors
-        return _read_checked(path, spec)
-    if sorted(frame.columns) != sorted(spec.columns):
-        return _read_checked(path, spec)
-    converted = {}
-    for column, dtype in spec.columns.items():
-        if dtype in NUMERIC_DTYPES:
-            converted[column] = frame[column]
-            continue
-        try:
-            converted[column] = _convert(frame[column], dtype)
-        except ValueError:
-            return _read_checked(path, spec)
-    return pd.DataFrame(converted, columns=list(spec.columns))
+    try:  # pandas' ParserError and EmptyDataError are ValueErrors
+        frame = pd.read_csv(io.BytesIO(source) if isinstance(source, bytes) else source, dtype=typed,
+                            keep_default_na=False, na_values=NA_VALUES)
+        if sorted(frame.columns) != sorted(spec.columns):
+            return None
+        return pd.DataFrame({column: frame[column] if dtype in NUMERIC_DTYPES else _convert(frame[column], dtype)
+                             for column, dtype in spec.columns.items()}, columns=list(spec.columns))
+    except (ValueError, TypeError, OverflowError):
+        return None
 
 
 def _read_checked(path: Path, spec) -> pd.DataFrame:

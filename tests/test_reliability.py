@@ -102,6 +102,65 @@ def test_train_and_evaluate_jobs_import_no_torchvision_matplotlib_mnist1d_or_mlx
     assert result.stdout.strip() == "[]", f"{sorted(modules)} pull in {result.stdout.strip()}"
 
 
+def test_a_train_job_imports_no_pandas():
+    """A train job writes log.csv and eval.csv with optbench.io.csv_text (pandas' bytes, tested below):
+    importing pandas took 0.4 s of each of the default grid's 12 train jobs (issue 14)."""
+    import subprocess
+    import sys
+
+    modules = sorted({line.split()[1] for line in (ROOT / "scripts" / "train.py").read_text().splitlines()
+                      if line.startswith("from optbench.")})
+    code = f"import sys; import {', '.join(modules)}; print('pandas' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert result.stdout.strip() == "False", f"{modules} pull in pandas"
+
+
+def test_csv_text_writes_the_bytes_of_pandas_to_csv():
+    """Every float needs its shortest round-trip digits (numpy's astype(str), which to_csv uses), with
+    inf, NaN (an empty field), -0.0, subnormals and the switch to exponents at 1e16 and 1e-5; ints,
+    booleans and strings that need quoting as the csv module quotes them."""
+    import numpy as np
+    import pandas as pd
+
+    from optbench.io import csv_text
+
+    rng = np.random.default_rng(3)
+    n = 20_000
+    floats = rng.standard_normal(n) * 10.0 ** rng.integers(-320, 308, n)
+    floats[:12] = [np.inf, -np.inf, np.nan, -0.0, 5e-324, 1.7976931348623157e308, 1e16, 9.999999999999998e15,
+                   1e-5, 0.0001, 1 / 3, 2.0 ** 53]
+    frame = pd.DataFrame({"step": np.arange(n) * 997, "epoch": np.arange(n) / 56, "split": ["train", "val"] * (n // 2),
+                          "loss": floats, "has_weights": np.arange(n) % 3 > 0,
+                          "name": (['plain', 'a,b', 'say "x"', 'two\nlines', ''] * n)[:n]})
+    rows = zip(*(frame[column].tolist() for column in frame.columns))
+    assert csv_text(list(frame.columns), rows) == frame.to_csv(index=False)
+    assert csv_text(["step", "loss"], []) == pd.DataFrame({"step": [], "loss": []}).to_csv(index=False)
+
+
+def test_eval_csvs_columns_are_the_declared_ones():
+    """optbench.evaluate writes eval.csv without importing optbench.tables (pandas): the same columns."""
+    from optbench.evaluate import EVAL_COLUMNS
+    from optbench.tables import TABLES
+
+    assert list(EVAL_COLUMNS) == list(TABLES["eval"].columns)
+
+
+def test_a_saved_runs_log_csv_has_the_bytes_pandas_wrote(finished_run):
+    """save_run's log.csv (csv_text): what the DataFrame it used to write gives, read back exactly."""
+    import json
+
+    import pandas as pd
+
+    from optbench.tables import read_table
+
+    log = read_table(finished_run[0] / "log.csv", "log")
+    meta = json.loads((finished_run[0] / "run.json").read_text())
+    frame = pd.DataFrame({"step": log["step"], "loss": log["loss"]})
+    frame["epoch"] = frame["step"] / meta["steps_per_epoch"]
+    assert len(log) == meta["steps_done"] > 0
+    assert (finished_run[0] / "log.csv").read_text() == frame[["step", "epoch", "loss"]].to_csv(index=False)
+
+
 @pytest.mark.parametrize("script", ["aggregate.py", "evaluate.py"])
 def test_light_jobs_import_no_torch(script):
     """The aggregate job reads run.json, log.csv and eval.csv, and an evaluate job whose runs its train job
@@ -324,6 +383,83 @@ def test_a_value_the_typed_parse_refuses_is_named_as_before(tmp_path, column, va
     frame.drop(columns=["epoch"]).assign(extra=1).to_csv(tmp_path / "eval.csv", index=False)
     with pytest.raises(CorruptFileError, match=re.escape("missing ['epoch'], unexpected ['extra']")):
         read_table(tmp_path / "eval.csv", "eval")
+
+
+def _eval_files(folder, lengths, seed=0):
+    """eval.csv files of the given row counts, with values that need every digit, inf, NaN and empty strings."""
+    import numpy as np
+    import pandas as pd
+
+    rng, paths = np.random.default_rng(seed), []
+    for i, n in enumerate(lengths):
+        losses = rng.standard_normal(n) * 10.0 ** rng.integers(-300, 300, n)
+        losses[::7] = np.inf
+        paths.append(folder / f"eval{i}.csv")
+        pd.DataFrame({"step": np.arange(n), "epoch": np.arange(n) / 7, "split": (["train", "val", ""] * n)[:n],
+                      "loss": losses, "accuracy": np.where(np.arange(n) % 5 == 0, np.nan, rng.random(n)),
+                      "has_weights": (["True", "False", "true"] * n)[:n], "tutorial_avg_loss": losses[::-1]}
+                     ).to_csv(paths[-1], index=False)
+    return paths
+
+
+def _assert_same_frames(together, alone):
+    import pandas as pd
+
+    assert len(together) == len(alone)
+    for a, b in zip(together, alone):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+        assert list(a.dtypes.astype(str)) == list(b.dtypes.astype(str)) and isinstance(a.index, pd.RangeIndex)
+
+
+@pytest.mark.parametrize("odd", [None, "columns reordered", "quoted", "quoted newline", "no last newline",
+                                 "crlf", "blank line", "header only"])
+def test_tables_read_together_equal_each_file_read_alone(tmp_path, monkeypatch, odd):
+    """read_tables (aggregate's reads of every run's eval.csv and log.csv, issue 14) parses the files'
+    rows in one go: each frame must be what read_table gives for its file, bit for bit, dtypes and index
+    included, also with a file among them that cannot be split by lines (read file by file instead)."""
+    import pandas as pd
+
+    from optbench import tables
+
+    paths = _eval_files(tmp_path, [30, 1, 200, 17])
+    if odd:
+        path, text = paths[2], paths[2].read_text()
+        edited = {"columns reordered": lambda: pd.read_csv(path, keep_default_na=False).iloc[:, ::-1]
+                  .to_csv(index=False),
+                  "quoted": lambda: text.replace(",val,", ',"val",', 1),
+                  "quoted newline": lambda: text.replace(",val,", ',"v\nal",', 1),
+                  "no last newline": lambda: text.rstrip("\n"),
+                  "crlf": lambda: text.replace("\n", "\r\n"),
+                  "blank line": lambda: text.replace("\n", "\n\n", 5),
+                  "header only": lambda: text.partition("\n")[0] + "\n"}[odd]()
+        path.write_bytes(edited.encode())
+    alone = [tables.read_table(path, "eval") for path in paths]
+    calls = []
+    monkeypatch.setattr(tables, "read_table", lambda *a: calls.append(a) or alone[len(calls) - 1])
+    together = tables.read_tables(paths, "eval")
+    _assert_same_frames(together, alone)
+    # the plain files and the header-only one are parsed together; the others file by file
+    assert len(calls) == (0 if odd in (None, "header only") else len(paths))
+
+
+@pytest.mark.parametrize("how, words", [("loss", "bad column 'loss' (float): non-numeric values ['abc']"),
+                                        ("field", "cannot be parsed"), ("missing", "does not exist")])
+def test_a_damaged_file_among_tables_read_together_is_named(tmp_path, how, words):
+    from optbench.tables import read_tables
+
+    paths = _eval_files(tmp_path, [30, 40, 50])
+    bad = paths[1]
+    if how == "missing":
+        bad.unlink()
+    else:
+        lines = bad.read_text().splitlines(keepends=True)
+        fields = lines[5].rstrip("\n").split(",")
+        fields[3] = "abc" if how == "loss" else fields[3] + ",1,2"
+        lines[5] = ",".join(fields) + "\n"
+        bad.write_text("".join(lines))
+    with pytest.raises((CorruptFileError, FileNotFoundError), match=re.escape(words)) as error:
+        read_tables(paths, "eval")
+    assert str(bad) in str(error.value)
 
 
 def test_an_eval_csv_is_reused_only_under_the_record_it_was_made_with(tmp_path):
