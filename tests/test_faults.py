@@ -205,21 +205,36 @@ def test_a_growing_grid_trains_only_new_runs_and_touches_no_old_file(tiny_workdi
     assert "Nothing to be done" in snakemake(workdir, "-n", configfile=grid_config(tmp_path, grow=False)).stdout
 
 
-@pytest.mark.parametrize("edit, retrains", [
-    ("\n# a comment, and a reworded docstring\n", False),
-    ("\nUNUSED_CONSTANT = 1\n", True),
-])
-def test_editing_training_code_retrains_only_when_what_the_code_does_changes(tiny_workdir, edit, retrains):
-    """The training code's digest (comments and docstrings excluded) is a param of the train jobs."""
-    path = ROOT / "optbench" / "model.py"
+def rules_planned_after_editing(workdir, module: str, docstring_start: str, edit: str) -> set[str]:
+    """The rules `snakemake -n` plans after rewording the docstring of optbench/<module> and appending
+    `edit` to it (restored afterwards)."""
+    path = ROOT / "optbench" / module
     original = path.read_text()
+    assert original.count(f'"""{docstring_start}') == 1, f"{module}'s docstring does not start with {docstring_start!r}"
     try:
-        path.write_text(original.replace('"""The tutorial', '"""Reworded: the tutorial', 1) + edit)
-        result = snakemake(tiny_workdir, "-n", "--quiet", "rules")
+        path.write_text(original.replace(f'"""{docstring_start}', f'"""Reworded: {docstring_start}', 1) + edit)
+        result = snakemake(workdir, "-n", "--quiet", "rules")
     finally:
         path.write_text(original)
-    planned = set(re.findall(r"^(\w+)\s+\d+$", result.stdout, flags=re.M)) - {"all", "total"}
+    return set(re.findall(r"^(\w+)\s+\d+$", result.stdout, flags=re.M)) - {"all", "total"}
+
+
+CODE_EDITS = [("\n# a comment, and a reworded docstring\n", False), ("\nUNUSED_CONSTANT = 1\n", True)]
+
+
+@pytest.mark.parametrize("edit, retrains", CODE_EDITS)
+def test_editing_training_code_retrains_only_when_what_the_code_does_changes(tiny_workdir, edit, retrains):
+    """The training code's digest (comments and docstrings excluded) is a param of the train jobs."""
+    planned = rules_planned_after_editing(tiny_workdir, "model.py", "The models", edit)
     assert ({"train", "evaluate", "grad_variance"} <= planned) if retrains else not planned
+
+
+@pytest.mark.parametrize("edit, reevaluates", CODE_EDITS)
+def test_editing_evaluation_code_reevaluates_without_retraining(tiny_workdir, edit, reevaluates):
+    """The evaluation code's digest is a param of the evaluate jobs: eval.json records it, but without
+    the param an edit of optbench/evaluate.py left every existing eval.csv as it was (stale)."""
+    planned = rules_planned_after_editing(tiny_workdir, "evaluate.py", "Checkpoint evaluation", edit)
+    assert ("evaluate" in planned and not {"train", "grad_variance"} & planned) if reevaluates else not planned
 
 
 def test_old_experiment_folders_are_listed_and_removed_only_when_asked(tiny_workdir, tmp_path):

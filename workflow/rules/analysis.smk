@@ -22,7 +22,7 @@ rule analyze_probes:
     params:
         # its identity: the settings it reads and the analysis code (analyze's digest)
         settings=PROBE_ANALYSIS_IDENTITY,
-        code=code_digest("analysis"),
+        code=CODE["analysis"],
     script:
         "../../scripts/analyze_probes.py"
 
@@ -41,7 +41,7 @@ rule analyze:
         # Part of the job's identity (canonical JSON, so key order never reruns it): changing a rule, an
         # analysis setting, the probes' seed or what the analysis code does reruns the analysis, and only it.
         settings=ANALYSIS_IDENTITY,
-        code=code_digest("analysis"),
+        code=CODE["analysis"],
         benchmarks=analysis_benchmarks,
     script:
         "../../scripts/analyze.py"

@@ -57,10 +57,12 @@ HESSIAN = PROBES and config["grad_variance"]["hessian"]["checkpoints"] > 0
 TRAINED = trained_optimizers(config)
 # <optimizer>-<digest of its settings, type included>: the folder of each optimizer's runs
 OPTIMIZER_DIRS = {name: optimizer_tag(config, name) for name in TRAINED}
-# Code identity: the digests of the library code that makes the data and the runs (comments and
-# docstrings excluded). They are params of the data and train jobs, so Snakemake reruns them when that
-# code changes; a train job then retrains exactly the runs made by other code (see README).
-CODE = {stage: code_digest(stage) for stage in ("data", "train")}
+# Code identity: the digests of the library code that makes the data, the runs, their evaluations and
+# the analysis (comments and docstrings excluded), each computed once per Snakemake start (the analysis
+# digest parses nine modules: 0.17 s). They are params of the data, train, evaluate and analysis jobs, so
+# Snakemake reruns them when that code changes; a train job then retrains exactly the runs made by other
+# code, an evaluate job re-evaluates the runs whose eval.json names other evaluation code (see README).
+CODE = {stage: code_digest(stage) for stage in ("data", "train", "evaluate", "analysis")}
 
 
 # What a run's numbers depend on besides its own optimizer, batch size, lr and seed; recorded in its

@@ -32,8 +32,10 @@ rule evaluate:
         bundle=lambda wildcards: wildcards.bundle,
         members=bundle_members,
         run_dirs=bundle_run_dirs,
-        # a change of the evaluation settings reruns the job (a change of its runs reruns their train job)
+        # a change of the evaluation settings or code reruns the job (a change of its runs reruns their
+        # train job); the job re-evaluates the runs whose eval.json records other settings or code
         settings=dict(sorted(config["evaluate"].items())),
+        code=CODE["evaluate"],
         device=DEVICE,
     script:
         "../../scripts/evaluate.py"
