@@ -82,8 +82,8 @@ def csv_text(columns, rows) -> str:
     Written by hand so that a train job, which writes every run's log.csv and eval.csv, need not import
     pandas: 0.4 s of each job's start (issue 14). tests/test_reliability.py checks it against to_csv."""
     def field(value) -> str:
-        if isinstance(value, float):
-            return "" if math.isnan(value) else repr(value)
+        if isinstance(value, float):  # float(): numpy 2's repr of its float64 is "np.float64(...)"
+            return "" if math.isnan(value) else repr(float(value))
         return str(value)
 
     out = io.StringIO()

@@ -134,6 +134,8 @@ def test_csv_text_writes_the_bytes_of_pandas_to_csv():
                           "name": (['plain', 'a,b', 'say "x"', 'two\nlines', ''] * n)[:n]})
     rows = zip(*(frame[column].tolist() for column in frame.columns))
     assert csv_text(list(frame.columns), rows) == frame.to_csv(index=False)
+    numpy_rows = zip(*(frame[column].to_numpy() for column in frame.columns))  # numpy scalars, not Python's
+    assert csv_text(list(frame.columns), numpy_rows) == frame.to_csv(index=False)
     assert csv_text(["step", "loss"], []) == pd.DataFrame({"step": [], "loss": []}).to_csv(index=False)
 
 
